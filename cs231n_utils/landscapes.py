@@ -136,8 +136,9 @@ def ill_conditioned_quadratic(condition_number: float = 20.0, dim: int = 2, angl
 
 
 class Rosenbrock(Landscape):
-    """:math:`f(x) = \\sum_{i=1}^{d-1} b\\,(x_{i+1} - x_i^2)^2 + (a - x_i)^2`, minimum at
-    :math:`(a, a^2, \\dots)`; for ``a = 1`` at all ones. A curved, flat-bottomed valley."""
+    """:math:`f(x) = \\sum_{i=1}^{d-1} b\\,(x_{i+1} - x_i^2)^2 + (a - x_i)^2`: a curved,
+    flat-bottomed valley. Minimum :math:`(a, a^2)` in 2-D, all ones for ``a = 1`` in any dimension
+    (other ``a`` in more than two dimensions has no closed-form minimum and is refused)."""
 
     name = "Rosenbrock"
     plot_bounds = ((-2.0, 2.0), (-1.0, 3.0))
@@ -146,7 +147,9 @@ class Rosenbrock(Landscape):
         if not isinstance(dim, (int, np.integer)) or dim < 2:
             raise ValueError(f"dim must be an integer >= 2, got {dim!r}")
         self.a, self.b, self.dim = float(a), check_positive(b, "b"), int(dim)
-        self.minimum = self.a ** (2.0 ** np.arange(self.dim))
+        if self.dim > 2 and self.a != 1.0:
+            raise ValueError(f"a must be 1 when dim > 2 (no closed-form minimum otherwise), got a={a!r}")
+        self.minimum = np.ones(self.dim) if self.dim > 2 else np.array([self.a, self.a**2])
 
     def value(self, x: np.ndarray) -> np.ndarray | float:
         x = self._point(x, batched=True)
