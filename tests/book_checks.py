@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -33,6 +34,7 @@ REGION_DELIMITERS = (("BEGIN SOLUTION", "END SOLUTION"), ("BEGIN HIDDEN TESTS", 
 MARKER_STRINGS = tuple(marker for pair in REGION_DELIMITERS for marker in pair)
 # A hidden line shorter than this (whitespace removed) is too generic to call a leak ("pass", "else:").
 MIN_DISTINCTIVE_CHARS = 16
+IMPORT_LINE = re.compile(r"\s*(import\s|from\s+\S+\s+import\s)")
 
 
 # --------------------------------------------------------------------------- build
@@ -224,15 +226,16 @@ def split_hidden_lines(notebook: Path) -> tuple[list[str], list[str]]:
     return hidden, public
 
 
-def distinctive_hidden_lines(solutions_dir: Path) -> dict[str, str]:
+def distinctive_hidden_lines(solutions_dir: Path, public_files: Iterable[Path] = ()) -> dict[str, str]:
     """Hidden lines of every notebook under ``solutions_dir`` that would betray a leak.
 
-    Returns ``{squashed line: "notebook: original line"}`` for lines with at least
-    ``MIN_DISTINCTIVE_CHARS`` non-space characters that appear nowhere in the public part of
-    any source notebook (a line the release shows anyway is not a secret).
+    Returns ``{squashed line: "notebook: original line"}`` for the hidden lines with at least
+    ``MIN_DISTINCTIVE_CHARS`` non-space characters, except import statements and lines that
+    students can read anyway: the public part of any source notebook (what the release shows)
+    and the lines of ``public_files`` (e.g. the installed ``cs231n_utils`` sources).
     """
     hidden: dict[str, str] = {}
-    public: set[str] = set()
+    public = {_squash(line) for path in public_files for line in path.read_text(encoding="utf-8").splitlines()}
     for notebook in sorted(solutions_dir.rglob("*.ipynb")):
         if ".ipynb_checkpoints" in notebook.parts:
             continue
@@ -240,7 +243,7 @@ def distinctive_hidden_lines(solutions_dir: Path) -> dict[str, str]:
         public.update(_squash(line) for line in notebook_public)
         for line in notebook_hidden:
             key = _squash(line)
-            if len(key) >= MIN_DISTINCTIVE_CHARS:
+            if len(key) >= MIN_DISTINCTIVE_CHARS and not IMPORT_LINE.match(line):
                 hidden.setdefault(key, f"{notebook.relative_to(solutions_dir)}: {line.strip()}")
     return {key: where for key, where in hidden.items() if key not in public}
 
