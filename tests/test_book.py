@@ -1,0 +1,419 @@
+"""Book-level tests: the Jupyter Book builds with warnings as errors, every chapter executes and
+shows its figures, and a headless Chromium finds rendered maths, loaded images, no console
+errors and no solution or hidden-test text on any page.
+
+The book is built once per session (``book_build`` in ``conftest.py``); the pages checked are
+whatever ``_toc.yml`` lists. The browser is Debian's ``chromium`` driven by playwright (never
+``playwright install``: there is no network); it is installed here when missing and we are root.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import nbformat
+import pytest
+from filelock import FileLock
+
+from tests.book_checks import (
+    MARKER_STRINGS,
+    REPO_ROOT,
+    BookBuild,
+    content_files,
+    distinctive_hidden_lines,
+    error_outputs,
+    execution_reports,
+    external_references,
+    failure_log,
+    find_leaks,
+    image_sources,
+    is_executed_chapter,
+    missing_images,
+    page_text,
+    run_jupyter_book,
+    shown_image_outputs,
+    source_file,
+    split_hidden_lines,
+    toc_docnames,
+    toc_root,
+)
+
+TOC_DOCNAMES = toc_docnames(REPO_ROOT)
+SOLUTIONS_DIR = REPO_ROOT / "solutions"
+CACHED_REBUILD_LIMIT_S = 60.0
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PAGE_TIMEOUT_MS = 30_000
+# Console errors of the theme stack that do no harm, each with the reason.
+HARMLESS_CONSOLE_ERRORS = (
+    # sphinx-thebe 0.3.1 writes its one-line config script twice per page; the first one defines
+    # THEBE_JS_URL, the duplicate fails, and thebe itself loads only when a reader clicks "Live Code".
+    re.compile(r"Identifier 'THEBE_JS_URL' has already been declared"),
+    # pydata-sphinx-theme on a first visit, before the reader has picked a light or dark theme.
+    re.compile(r"Got invalid theme mode: \. Resetting to auto\."),
+    # Chromium's line for a failed request; failed and blocked requests are checked one by one below.
+    re.compile(r"^Failed to load resource"),
+)
+RAW_TEX = r"/\$\$|\\\(|\\\[|\$[^$\n]*\\[A-Za-z]+[^$\n]*\$/"
+
+
+def _html_page(build: BookBuild, docname: str) -> Path:
+    return build.html_dir / f"{docname}.html"
+
+
+@pytest.fixture(scope="session")
+def hidden_lines() -> dict[str, str]:
+    """Distinctive solution and hidden-test lines of the nbgrader sources (none without solutions/);
+    lines of the public ``cs231n_utils`` package do not count as secret."""
+    if not SOLUTIONS_DIR.is_dir():
+        return {}
+    return distinctive_hidden_lines(SOLUTIONS_DIR, sorted((REPO_ROOT / "cs231n_utils").rglob("*.py")))
+
+
+def _skip_or_fail(reason: str) -> None:
+    """Fail in CI (a missing tool there is a broken set-up), skip on a developer's machine."""
+    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+# =========================================================================== unit tests (fast)
+def _fake_source_notebook(path: Path) -> None:
+    """An nbgrader source notebook with one solution region, one hidden-test region and one
+    solution cell without a region, shaped like the course's assignments."""
+    answer = nbformat.v4.new_code_cell(
+        "def sgd_step(w, dw, learning_rate):\n"
+        "    ### BEGIN SOLUTION\n"
+        "    return w - learning_rate * dw\n"
+        "    ### END SOLUTION\n",
+        metadata={"nbgrader": {"grade_id": "sgd_step", "solution": True, "grade": False}})
+    tests = nbformat.v4.new_code_cell(
+        "assert sgd_step(1.0, 1.0, 0.5) == 0.5\n"
+        "### BEGIN HIDDEN TESTS\n"
+        "autograde.compare_rule(sgd_step, reference='sgd', steps=7)\n"
+        "pass\n"
+        "### END HIDDEN TESTS\n",
+        metadata={"nbgrader": {"grade_id": "test_sgd_step", "grade": True, "points": 1}})
+    essay = nbformat.v4.new_markdown_cell(
+        "Momentum averages the gradients of past steps, so oscillations cancel out.",
+        metadata={"nbgrader": {"grade_id": "why_momentum", "solution": True, "grade": True}})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nbformat.v4.new_notebook(cells=[answer, tests, essay]), path)
+
+
+def test_split_hidden_lines_follows_nbgrader_regions(tmp_path: Path) -> None:
+    notebook = tmp_path / "solutions" / "optimizers" / "optimizers.ipynb"
+    _fake_source_notebook(notebook)
+    hidden, public = split_hidden_lines(notebook)
+    assert [line.strip() for line in hidden] == [
+        "return w - learning_rate * dw",
+        "autograde.compare_rule(sgd_step, reference='sgd', steps=7)",
+        "pass",
+        "Momentum averages the gradients of past steps, so oscillations cancel out.",
+    ]
+    assert "def sgd_step(w, dw, learning_rate):" in public
+    assert "assert sgd_step(1.0, 1.0, 0.5) == 0.5" in public
+    assert not any(marker in line for line in hidden + public for marker in MARKER_STRINGS)
+
+
+def test_leak_checker_finds_hidden_lines_and_markers(tmp_path: Path) -> None:
+    _fake_source_notebook(tmp_path / "solutions" / "optimizers" / "optimizers.ipynb")
+    hidden = distinctive_hidden_lines(tmp_path / "solutions")
+    assert sorted(where.split(": ", 1)[1] for where in hidden.values()) == [
+        "Momentum averages the gradients of past steps, so oscillations cancel out.",
+        "autograde.compare_rule(sgd_step, reference='sgd', steps=7)",
+        "return w - learning_rate * dw",
+    ]  # "pass" is too short to be distinctive
+
+    release = "def sgd_step(w, dw, learning_rate):\n    # YOUR CODE HERE\n    raise NotImplementedError()"
+    assert find_leaks(release, hidden) == []
+    # a leak is found however the page re-wraps or highlights the code
+    leaked_page = tmp_path / "page.html"
+    leaked_page.write_text('<pre><span class="k">return</span>  w -\n <span class="n">learning_rate</span>*dw</pre>')
+    assert find_leaks(page_text(leaked_page), hidden) == [
+        "optimizers/optimizers.ipynb: return w - learning_rate * dw"]
+    assert find_leaks("x = 1  ### BEGIN  HIDDEN TESTS", hidden) == ["marker 'BEGIN HIDDEN TESTS'"]
+
+
+def test_leak_checker_ignores_imports_and_lines_students_can_read_anyway(tmp_path: Path) -> None:
+    cell = nbformat.v4.new_code_cell(
+        "lr_default = config.get('learning_rate', 1e-2)\n"
+        "### BEGIN SOLUTION\n"
+        "from cs231n_utils import autograde\n"  # an import reveals nothing
+        "lr_default = config.get('learning_rate', 1e-2)\n"  # shown by the release
+        "config.setdefault('momentum', 0.9)\n"  # in the public package
+        "velocity = momentum * velocity - learning_rate * dw\n"
+        "### END SOLUTION\n",
+        metadata={"nbgrader": {"grade_id": "setup", "solution": True, "grade": False}})
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), tmp_path / "a.ipynb")
+    package_source = tmp_path / "optim.py"
+    package_source.write_text("def f(config):\n    config.setdefault( 'momentum', 0.9 )\n")
+    assert list(distinctive_hidden_lines(tmp_path, [package_source]).values()) == [
+        "a.ipynb: velocity = momentum * velocity - learning_rate * dw"]
+
+
+def test_error_outputs_skips_cells_that_raise_on_purpose() -> None:
+    traceback = ('<div class="cell_output docutils container"><div class="output traceback '
+                 'highlight-ipythontb"><pre>ValueError: learning_rate must be positive</pre></div></div>')
+    plain = '<div class="cell_output docutils container"><pre>loss 0.1</pre></div>'
+    assert error_outputs(f'<div class="cell docutils container">{plain}</div>') == []
+    assert error_outputs(f'<div class="cell docutils container">{traceback}</div>') == [
+        "ValueError: learning_rate must be positive"]
+    assert error_outputs(f'<div class="cell tag_raises-exception docutils container">{traceback}</div>') == []
+
+
+def test_missing_images_resolves_sources_against_the_page(tmp_path: Path) -> None:
+    (tmp_path / "_images").mkdir()
+    (tmp_path / "_images" / "ok.png").write_bytes(b"\x89PNG")
+    (tmp_path / "_images" / "empty.png").write_bytes(b"")
+    page = tmp_path / "chapters" / "page.html"
+    page.parent.mkdir()
+    page.write_text('<img src="../_images/ok.png"><img src="../_images/empty.png">'
+                    '<img src="../_images/gone.png"><img src="data:image/png;base64,AA==">'
+                    '<img src="https://example.org/x.png"><img id="_anim_img">')
+    assert missing_images(page, tmp_path) == ["../_images/empty.png", "../_images/gone.png",
+                                              "https://example.org/x.png"]
+
+
+# =========================================================================== the built book
+@pytest.mark.slow
+def test_book_builds_with_warnings_as_errors(book_build: BookBuild) -> None:
+    log = re.sub(r"\x1b\[[0-9;]*m", "", book_build.log)  # drop terminal colours
+    problems = [line for line in log.splitlines() if re.search(r": (WARNING|ERROR|CRITICAL):|^Traceback", line)]
+    assert book_build.returncode == 0, (
+        f"jupyter-book build -W failed (exit {book_build.returncode}) after {book_build.seconds:.0f} s:\n"
+        + "\n".join(problems[:40]) + "\n--- end of log ---\n" + log[-3000:])
+    assert (book_build.html_dir / "index.html").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("docname", TOC_DOCNAMES)
+def test_toc_page_is_built(book_build: BookBuild, docname: str) -> None:
+    page = _html_page(book_build, docname)
+    assert page.is_file(), f"_toc.yml lists {docname!r} but the build has no {page.relative_to(book_build.output)}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("docname", TOC_DOCNAMES)
+def test_toc_page_executed_without_errors(book_build: BookBuild, docname: str) -> None:
+    report = execution_reports(book_build).get(docname)
+    if is_executed_chapter(source_file(REPO_ROOT, docname)):
+        assert report is not None, f"{docname} is a notebook chapter but myst-nb did not execute it"
+    if report is not None:
+        assert report["succeeded"], f"{docname} failed to execute: {report['error']}\n{report['traceback']}"
+    saved = failure_log(book_build, docname)
+    assert saved is None, f"myst-nb saved a traceback for {docname}:\n{saved}"
+    errors = error_outputs(_html_page(book_build, docname).read_text(encoding="utf-8"))
+    assert not errors, f"{docname} shows error output (tag the cell raises-exception if on purpose):\n{errors}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("docname", TOC_DOCNAMES)
+def test_toc_page_shows_its_figures(book_build: BookBuild, docname: str) -> None:
+    page = _html_page(book_build, docname)
+    assert not missing_images(page, book_build.html_dir), f"{docname} has images that are not in the build"
+    if is_executed_chapter(source_file(REPO_ROOT, docname)):
+        expected = shown_image_outputs(book_build.build_dir / "jupyter_execute" / f"{docname}.ipynb")
+        shown = len(image_sources(page.read_text(encoding="utf-8")))
+        assert expected >= 1, f"{docname} is a chapter without a single figure"
+        assert shown >= expected, f"{docname}: the notebook made {expected} figures, the page shows {shown}"
+
+
+@pytest.mark.slow
+def test_pages_load_nothing_from_a_cdn(book_build: BookBuild) -> None:
+    """The book must work offline: MathJax and every script or stylesheet come from the build.
+
+    For MathJax: ``sphinx: extra_extensions: [sphinx-mathjax-offline]`` in ``_config.yml``."""
+    external = {str(page.relative_to(book_build.html_dir)): refs for page in book_build.html_dir.rglob("*.html")
+                if "_static" not in page.parts and (refs := external_references(page.read_text(encoding="utf-8")))}
+    assert not external, f"pages load assets from other hosts: {external}"
+
+
+@pytest.mark.slow
+def test_built_book_contains_no_solution_or_hidden_test_text(
+        book_build: BookBuild, hidden_lines: dict[str, str]) -> None:
+    """Every page, page source and download, hidden toggles included."""
+    leaks = {str(path.relative_to(book_build.html_dir)): found for path in content_files(book_build.html_dir)
+             if (found := find_leaks(page_text(path), hidden_lines))}
+    assert not leaks, f"built files contain solution or hidden-test text: {leaks}"
+
+
+@pytest.mark.slow
+def test_cached_rebuild_is_fast(book_build: BookBuild, tmp_path: Path) -> None:
+    """A full re-render (``--all``) of a copy of the session build runs no notebook again."""
+    assert book_build.returncode == 0, "the session build failed; see test_book_builds_with_warnings_as_errors"
+    copy = tmp_path / "book"
+    shutil.copytree(book_build.output, copy, symlinks=True)
+    rebuild = run_jupyter_book(REPO_ROOT, copy, "--all")
+    assert rebuild.returncode == 0, rebuild.log[-3000:]
+    executed = [line for line in rebuild.log.splitlines() if "Executing notebook" in line]
+    assert not executed, "the execution cache missed:\n" + "\n".join(executed)
+    assert rebuild.seconds < CACHED_REBUILD_LIMIT_S, (
+        f"cached rebuild took {rebuild.seconds:.0f} s (cold build {book_build.seconds:.0f} s), "
+        f"limit {CACHED_REBUILD_LIMIT_S:.0f} s")
+
+
+# =========================================================================== in a real browser
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base's name)
+        pass
+
+
+@pytest.fixture(scope="session")
+def book_url(book_build: BookBuild) -> Iterator[str]:
+    """The built HTML served on 127.0.0.1 (a free port) by a background thread."""
+    handler = functools.partial(_QuietHandler, directory=str(book_build.html_dir))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def chromium(shared_tmp_path: Path) -> Path:
+    """Debian's chromium; installed with apt-get when missing and we are root (as in CI)."""
+    with FileLock(str(shared_tmp_path / "chromium-install.lock")):
+        if CHROMIUM.exists():
+            return CHROMIUM
+        if not (hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get")):
+            _skip_or_fail(f"{CHROMIUM} is missing; install Debian's browser: sudo apt-get install -y chromium")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+            if done.returncode != 0:
+                pytest.fail(f"`{' '.join(command)}` failed (exit {done.returncode}):\n"
+                            f"{(done.stdout + done.stderr)[-3000:]}")
+        if not CHROMIUM.exists():
+            pytest.fail(f"apt-get installed chromium but {CHROMIUM} does not exist")
+        return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def browser(chromium: Path) -> Iterator[object]:
+    """A headless Chromium driven by playwright (never ``playwright install``: no network)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _skip_or_fail("playwright is not installed: pip install -r requirements.txt")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def _visit(browser, base_url: str, path: str, landing: str) -> dict:
+    """Open ``base_url + path`` in a fresh browser context, wait until it shows ``landing`` and
+    MathJax has typeset it, and report what a reader would meet.
+
+    Requests to any other host are blocked and reported: they fail without network.
+    """
+    report: dict = {"external": [], "failed_requests": [], "console_errors": [], "mathjax_error": None}
+
+    def route(request_route) -> None:
+        if request_route.request.url.startswith(base_url):
+            request_route.continue_()
+        else:
+            report["external"].append(request_route.request.url)
+            request_route.abort()
+
+    def harmless(text: str) -> bool:
+        return any(pattern.search(text) for pattern in HARMLESS_CONSOLE_ERRORS)
+
+    def on_console(message) -> None:
+        if message.type == "error" and not harmless(message.text):
+            report["console_errors"].append(message.text)
+
+    def on_page_error(error) -> None:
+        if not harmless(str(error)):
+            report["console_errors"].append(f"uncaught: {error}")
+
+    def on_response(response) -> None:
+        if response.status >= 400:
+            report["failed_requests"].append(f"{response.status} {response.url}")
+
+    def on_request_failed(request) -> None:
+        if request.url.startswith(base_url):
+            report["failed_requests"].append(f"{request.failure} {request.url}")
+
+    context = browser.new_context()
+    try:
+        context.route("**/*", route)
+        page = context.new_page()
+        page.set_default_timeout(PAGE_TIMEOUT_MS)
+        page.on("console", on_console)
+        page.on("pageerror", on_page_error)
+        page.on("response", on_response)
+        page.on("requestfailed", on_request_failed)
+        page.goto(base_url + path, wait_until="load")
+        page.wait_for_url(base_url + landing, wait_until="load")
+        if page.locator(".math").count():
+            try:
+                page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise")
+                page.evaluate("() => MathJax.startup.promise")
+            except Exception as error:  # playwright's TimeoutError or a MathJax failure: a finding
+                report["mathjax_error"] = f"MathJax did not start: {str(error).splitlines()[0]}"
+        report["untypeset"] = page.evaluate(
+            "() => Array.from(document.querySelectorAll('.math'))"
+            ".filter(e => !e.querySelector('mjx-container')).map(e => e.textContent.slice(0, 80))")
+        report["tex_errors"] = page.evaluate(
+            "() => Array.from(document.querySelectorAll('mjx-merror'))"
+            ".map(e => e.getAttribute('data-mjx-error') || e.textContent)")
+        report["raw_tex"] = page.evaluate(f"""() => {{
+            const skip = 'pre, code, script, style, textarea, mjx-container, .highlight';
+            const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+            const found = [];
+            while (walker.nextNode()) {{
+                const node = walker.currentNode;
+                if (node.parentElement && node.parentElement.closest(skip)) continue;
+                if ({RAW_TEX}.test(node.textContent)) found.push(node.textContent.trim().slice(0, 120));
+            }}
+            return found;
+        }}""")
+        report["broken_images"] = page.evaluate("""async () => {
+            const images = Array.from(document.images);
+            images.forEach(img => { img.loading = 'eager'; });
+            await Promise.all(images.map(img => img.decode().catch(() => null)));
+            return images.filter(img => !(img.complete && img.naturalWidth > 0))
+                         .map(img => img.currentSrc || img.outerHTML.slice(0, 120));
+        }""")
+        report["text"] = page.evaluate("() => document.body.textContent")
+    finally:
+        context.close()
+    return report
+
+
+def _assert_page_is_sound(report: dict, where: str, hidden: dict[str, str]) -> None:
+    assert not report["external"], f"{where} requested other hosts (no network here): {report['external']}"
+    assert not report["failed_requests"], f"{where}: failed requests {report['failed_requests']}"
+    assert report["mathjax_error"] is None, f"{where}: {report['mathjax_error']}"
+    assert not report["untypeset"], f"{where}: maths MathJax did not typeset: {report['untypeset']}"
+    assert not report["tex_errors"], f"{where}: MathJax TeX errors: {report['tex_errors']}"
+    assert not report["raw_tex"], f"{where}: raw TeX left in the text: {report['raw_tex']}"
+    assert not report["broken_images"], f"{where}: images that did not load: {report['broken_images']}"
+    assert not report["console_errors"], f"{where}: JavaScript errors: {report['console_errors']}"
+    leaks = find_leaks(report["text"], hidden)
+    assert not leaks, f"{where} shows solution or hidden-test text: {leaks}"
+
+
+@pytest.mark.slow
+def test_browser_index_opens_the_book(browser, book_url: str, hidden_lines: dict[str, str]) -> None:
+    report = _visit(browser, book_url, "index.html", f"{toc_root(REPO_ROOT)}.html")
+    _assert_page_is_sound(report, "index.html", hidden_lines)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("docname", TOC_DOCNAMES)
+def test_browser_renders_toc_page(browser, book_url: str, hidden_lines: dict[str, str], docname: str) -> None:
+    report = _visit(browser, book_url, f"{docname}.html", f"{docname}.html")
+    _assert_page_is_sound(report, f"{docname}.html", hidden_lines)
