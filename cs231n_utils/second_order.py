@@ -346,16 +346,17 @@ def two_loop_recursion(grad: Any, pairs: "deque[tuple[Any, Any, float]]", gamma:
 
     :math:`O(m d)` work and memory. Works for NumPy arrays and torch tensors alike.
     """
-    q = grad
+    q = grad * 1.0  # a fresh copy (NumPy or torch) that the loop may update in place
     alphas = []
     for s, y, rho in reversed(pairs):
         a = rho * float(s @ q)
-        q = q - a * y
+        q -= a * y
         alphas.append(a)
-    r = gamma * q
+    r = q
+    r *= gamma
     for (s, y, rho), a in zip(pairs, reversed(alphas)):
         b = rho * float(y @ r)
-        r = r + (a - b) * s
+        r += (a - b) * s
     return r
 
 
