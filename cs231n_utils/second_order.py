@@ -500,7 +500,7 @@ def _quasi_newton(evaluate, x, direction, update, *, interpolate_first_step, gto
             found = backtracking_line_search(phi, loss, slope, first_step, c1=c1)
         if found.payload is None:
             history.add_evals(found.n_evals)
-            return history.result(x, False, "line search found no decrease (at the limit of precision?)")
+            return history.result(x, False, "line search found no step that decreases the loss")
         x_new, grad_new = found.payload
         s, y = x_new - x, grad_new - grad
         sy = float(s @ y)
