@@ -54,7 +54,8 @@ class SolverResult:
 
     ``path[k]`` is :math:`x_k` (``None`` when run with ``record_path=False``), ``losses[k]`` is
     :math:`f(x_k)`, ``grad_norms[k]`` is :math:`\\|g_k\\|_2` and ``n_evals[k]`` is the number of
-    calls of ``f`` made up to and including the one that produced :math:`x_k`.
+    calls of ``f`` made up to and including the one that produced :math:`x_k` (the last entry
+    also counts the calls of a final line search that found no decrease).
     """
 
     x: Any
@@ -484,15 +485,17 @@ def _quasi_newton(evaluate, x, direction, update, *, interpolate_first_step, gto
             first_step = min(1.0, 1.0 / math.sqrt(-slope))
         elif interpolate_first_step:  # expect the same decrease as last time (N&W eq. 3.60)
             first_step = min(1.0, 1.01 * 2.0 * (loss - previous_loss) / slope)
+            first_step = first_step if first_step > 0 else 1.0  # guards against an underflow to 0
         else:
             first_step = 1.0
 
         def phi(alpha: float, x=x, p=p):
             x_new = x + alpha * p
             value, grad_new = evaluate(x_new)
-            if not math.isfinite(value):
-                return math.inf, math.nan, None
-            return value, float(grad_new @ p), (x_new, grad_new)
+            slope_new = float(grad_new @ p)
+            if not (math.isfinite(value) and math.isfinite(slope_new)):
+                return math.inf, math.nan, None  # overshot into overflow: the search backs off
+            return value, slope_new, (x_new, grad_new)
 
         if search == "strong_wolfe":
             found = strong_wolfe_line_search(phi, loss, slope, first_step, c1=c1, c2=c2)
