@@ -24,6 +24,7 @@ from .validation import as_float_array, check_finite, check_positive
 __all__ = ["Solver"]
 
 LearningRateSchedule = Callable[[int], float]
+Augmentation = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
 class Solver:
@@ -40,6 +41,10 @@ class Solver:
     - ``lr_decay``: CS231n's schedule, every ``learning_rate`` is multiplied by it after each
       epoch; or ``lr_schedule``: any callable ``step -> lr`` (``step`` counts iterations from 0),
       whose value replaces every parameter's ``learning_rate`` before each step. Not both.
+    - ``augment``: optional data augmentation ``X_batch = augment(X_batch, rng)`` applied to every
+      training minibatch (not to the examples scored for the history), drawing from the solver's
+      generator, e.g. ``lambda X, rng: random_crop(X, 1, rng)`` from
+      :mod:`cs231n_utils.regularization`.
     - ``batch_size``, ``num_epochs``; an epoch is ``max(N_train // batch_size, 1)`` iterations,
       each on ``batch_size`` examples drawn without replacement from a ``seed``-ed generator.
     - ``num_train_samples`` / ``num_val_samples``: how many examples (random subset) to score for
@@ -64,6 +69,7 @@ class Solver:
         param_optim_config: Mapping[str, Mapping[str, Any]] | None = None,
         lr_decay: float = 1.0,
         lr_schedule: LearningRateSchedule | None = None,
+        augment: Augmentation | None = None,
         batch_size: int = 100,
         num_epochs: int = 10,
         num_train_samples: int | None = 1000,
@@ -87,6 +93,9 @@ class Solver:
         if lr_schedule is not None and self.lr_decay != 1:
             raise ValueError("give either lr_schedule or lr_decay, not both")
         self.lr_schedule = lr_schedule
+        if augment is not None and not callable(augment):
+            raise ValueError(f"augment must be a callable (X_batch, rng) -> X_batch, got {augment!r}")
+        self.augment = augment
         self.batch_size = _count(batch_size, "batch_size")
         self.num_epochs = _count(num_epochs, "num_epochs")
         self.num_train_samples = None if num_train_samples is None else _count(num_train_samples, "num_train_samples")
@@ -132,7 +141,12 @@ class Solver:
     def step(self) -> float:
         """One update of every parameter on a random minibatch; returns the minibatch loss."""
         batch = self._rng.choice(len(self.X_train), size=min(self.batch_size, len(self.X_train)), replace=False)
-        loss, grads = self.model.loss(self.X_train[batch], self.y_train[batch])
+        X_batch = self.X_train[batch]
+        if self.augment is not None:
+            X_batch = self.augment(X_batch, self._rng)
+            if not isinstance(X_batch, np.ndarray) or len(X_batch) != len(batch):
+                raise ValueError("augment must return a NumPy array with one row per example of the minibatch")
+        loss, grads = self.model.loss(X_batch, self.y_train[batch])
         if not np.isfinite(loss):
             raise FloatingPointError(f"the training loss became {loss} at iteration {self.iteration}; lower the learning rate")
         if self.lr_schedule is not None:

@@ -289,3 +289,31 @@ def test_dropout_and_l2_narrow_the_train_val_gap_of_an_overfit_net(digits):
     assert plain_gap > 0.2  # the run really does overfit
     assert dropout_gap < plain_gap - 0.1 and dropout_val > plain_val
     assert l2_gap < plain_gap - 0.1 and l2_val > plain_val
+
+
+def test_augment_is_applied_to_training_minibatches_only(digits):
+    seen = []
+
+    def augment(X, rng):
+        seen.append(X.copy())
+        return -X
+
+    model = FullyConnectedNet([8], input_dim=64, num_classes=10, seed=0)
+    solver = Solver(model, _small(digits, 100), augment=augment, num_epochs=1, batch_size=50, verbose=False, seed=0)
+    solver.train()
+    assert len(seen) == 2 and all(x.shape == (50, 64) for x in seen)
+    train_rows = {tuple(row) for row in digits.X_train[:100]}
+    assert all(tuple(row) in train_rows for x in seen for row in x)
+    with pytest.raises(ValueError, match="augment must be a callable"):
+        Solver(model, _small(digits, 100), augment="flip", verbose=False)
+    with pytest.raises(ValueError, match="augment must return"):
+        Solver(model, _small(digits, 100), augment=lambda X, rng: X[:1], verbose=False).step()
+
+
+def test_the_model_trains_on_the_augmented_batch(digits):
+    model = FullyConnectedNet([8], input_dim=64, num_classes=10, seed=0)
+    W1 = model.params["W1"].copy()
+    Solver(model, _small(digits, 100), augment=lambda X, rng: np.zeros_like(X), optim_config={"learning_rate": 0.1},
+           num_epochs=2, batch_size=50, verbose=False, restore_best=False, seed=0).train()
+    np.testing.assert_array_equal(model.params["W1"], W1)  # zero inputs give W1 a zero gradient
+    assert not np.array_equal(model.params["b1"], np.zeros(8))
