@@ -274,3 +274,14 @@ def test_averagers_validate_their_inputs():
         reg.torch_averaged_model(object())
     with pytest.raises(ValueError, match="decay"):
         reg.torch_averaged_model(torch.nn.Linear(1, 1), decay=-0.1)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", sorted(AUGMENTATIONS))
+def test_augmentations_on_cuda_tensors_match_numpy(images, name):
+    out = AUGMENTATIONS[name](torch.from_numpy(images).cuda(), 0)
+    assert out.device.type == "cuda"
+    np.testing.assert_allclose(out.cpu().numpy(), AUGMENTATIONS[name](images, 0), rtol=1e-12)
+    batch = reg.mixup(torch.from_numpy(images).cuda(), torch.arange(6).cuda(), alpha=0.5, rng=0)
+    np.testing.assert_allclose(batch.inputs.cpu().numpy(), reg.mixup(images, np.arange(6), alpha=0.5, rng=0).inputs, rtol=1e-12)
