@@ -166,7 +166,7 @@ def color_jitter(
     _check_batch(x)
     brightness = check_unit_interval(brightness, "brightness")
     contrast = check_unit_interval(contrast, "contrast")
-    if clip is not None and (len(clip) != 2 or not float(clip[0]) < float(clip[1])):
+    if clip is not None and (not isinstance(clip, (tuple, list)) or len(clip) != 2 or not float(clip[0]) < float(clip[1])):
         raise ValueError(f"clip must be None or a pair (low, high) with low < high, got {clip!r}")
     generator = _generator(rng)
     n = x.shape[0]
@@ -238,11 +238,14 @@ def mixup(x: Batch, y: Any, alpha: float = 0.2, rng: Any = None) -> MixupBatch:
     """
     _check_batch(x, images=False)
     alpha = check_positive(alpha, "alpha")
-    labels = y if isinstance(y, torch.Tensor) else np.asarray(y)
+    labels = y if isinstance(x, torch.Tensor) else np.asarray(y)
+    if isinstance(x, torch.Tensor) != isinstance(labels, torch.Tensor):
+        raise ValueError("y must be a torch tensor when x is one, and array-like when x is a NumPy array")
     if tuple(labels.shape) != (x.shape[0],):
         raise ValueError(f"y must have shape ({x.shape[0]},), got {tuple(labels.shape)}")
-    integer = not labels.is_floating_point() and not labels.is_complex() if isinstance(labels, torch.Tensor) else np.issubdtype(labels.dtype, np.integer)
-    if not integer or labels.dtype == torch.bool:
+    integer_dtypes = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+    is_integer = labels.dtype in integer_dtypes if isinstance(labels, torch.Tensor) else np.issubdtype(labels.dtype, np.integer)
+    if not is_integer:
         raise ValueError(f"y must hold integer class labels, got dtype {labels.dtype}")
     generator = _generator(rng)
     lam = float(generator.beta(alpha, alpha))

@@ -285,3 +285,10 @@ def test_augmentations_on_cuda_tensors_match_numpy(images, name):
     np.testing.assert_allclose(out.cpu().numpy(), AUGMENTATIONS[name](images, 0), rtol=1e-12)
     batch = reg.mixup(torch.from_numpy(images).cuda(), torch.arange(6).cuda(), alpha=0.5, rng=0)
     np.testing.assert_allclose(batch.inputs.cpu().numpy(), reg.mixup(images, np.arange(6), alpha=0.5, rng=0).inputs, rtol=1e-12)
+
+
+def test_mixup_rejects_labels_of_another_kind(images):
+    with pytest.raises(ValueError, match="y must be a torch tensor when x is one"):
+        reg.mixup(torch.from_numpy(images), np.arange(6))
+    with pytest.raises(ValueError, match="integer class labels"):
+        reg.mixup(torch.from_numpy(images), torch.zeros(6))
