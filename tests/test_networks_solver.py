@@ -6,12 +6,20 @@ import math
 import numpy as np
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 from cs231n_utils import optim
 from cs231n_utils.data import load_digits
 from cs231n_utils.gradcheck import eval_numerical_gradient, rel_error
 from cs231n_utils.networks import FullyConnectedNet
 from cs231n_utils.solver import Solver
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_blas_thread():
+    """These nets multiply tiny matrices: one BLAS thread is fastest, and many times faster on a busy machine."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 @pytest.fixture(scope="module")
