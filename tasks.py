@@ -31,9 +31,14 @@ def _say(message: str) -> None:
     print(f"[tasks] {message}", flush=True)
 
 
+# The book's and tests' matrices are tiny: one BLAS thread per process is fastest, and pytest-xdist
+# workers or notebook kernels running side by side would otherwise oversubscribe the cores.
+ENVIRONMENT = {**os.environ, "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1")}
+
+
 def _run(*args: str | Path, **kwargs) -> None:
     _say(" ".join(str(a) for a in args))
-    subprocess.run([str(a) for a in args], check=True, cwd=ROOT, **kwargs)
+    subprocess.run([str(a) for a in args], check=True, cwd=ROOT, env=ENVIRONMENT, **kwargs)
 
 
 def _lock_digest() -> str:
