@@ -1,6 +1,7 @@
 """Tests of the shared figures: colours stay with their labels, animations end where the paths end."""
 from __future__ import annotations
 
+import gc
 import re
 
 import matplotlib
@@ -118,6 +119,8 @@ def test_animation_to_html_rejects_bad_arguments(runs):
         animation_to_html(animation, default_mode="bounce")
     with pytest.raises(ValueError, match="animation"):
         animation_to_html("not an animation")
+    del animation
+    gc.collect()  # the never-rendered animation warns when collected: let that happen here
 
 
 def test_plots_reject_a_3d_landscape():
