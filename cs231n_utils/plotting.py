@@ -10,7 +10,7 @@ from matplotlib.animation import FuncAnimation
 from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
-from matplotlib.ticker import LogFormatter, NullLocator
+from matplotlib.ticker import LogFormatter, MaxNLocator, NullLocator
 
 from .landscapes import Landscape, Trajectory
 from .validation import check_positive
@@ -152,7 +152,10 @@ def animate_trajectories(
     dpi = check_positive(dpi, "dpi")
     palette = _palette(list(trajectories), colors)
     fig, axes = plt.subplots(1, 2 if show_loss else 1, figsize=(9.5 if show_loss else 5, 4.2), dpi=dpi, squeeze=False)
-    map_ax = plot_landscape(landscape, axes[0, 0], resolution=100, levels=20)  # drawn once per frame
+    # Every frame redraws the whole figure, and tick labels dominate that time: keep them few.
+    map_ax = plot_landscape(landscape, axes[0, 0], resolution=100, levels=20)
+    map_ax.xaxis.set_major_locator(MaxNLocator(5))
+    map_ax.yaxis.set_major_locator(MaxNLocator(5))
     map_ax.set_title(title if title is not None else landscape.name)
     map_ax.plot(*next(iter(trajectories.values())).path[0, :2], marker="o", color="k", markersize=6)
     paths, heads, loss_lines, loss_heads = {}, {}, {}, {}
@@ -160,7 +163,7 @@ def animate_trajectories(
     for label in trajectories:
         (paths[label],) = map_ax.plot([], [], linewidth=1.5, color=palette[label], label=label)
         (heads[label],) = map_ax.plot([], [], marker="o", markersize=7, color=palette[label], markeredgecolor="k")
-    map_ax.legend(loc="best", fontsize="small")
+    map_ax.legend(loc="upper right", fontsize="small")  # "best" would be recomputed every frame
     if show_loss:
         loss_ax = axes[0, 1]
         gaps = {label: np.maximum(t.losses - floor, 1e-16) for label, t in trajectories.items()}
@@ -169,8 +172,8 @@ def animate_trajectories(
             (loss_lines[label],) = loss_ax.plot([], [], color=palette[label], linewidth=1.5)
             (loss_heads[label],) = loss_ax.plot([], [], marker="o", markersize=6, color=palette[label], markeredgecolor="k")
         loss_ax.set(yscale="log", xlabel="step", ylabel="loss − minimum")
-        # Plain-text labels and no minor ticks: mathtext tick labels would dominate the frame time.
-        loss_ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=True))
+        loss_ax.xaxis.set_major_locator(MaxNLocator(5))
+        loss_ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=True))  # plain text, not mathtext
         loss_ax.yaxis.set_minor_locator(NullLocator())
     longest = max(t.steps for t in trajectories.values())
     frames = list(range(0, longest + 1, frame_step))
