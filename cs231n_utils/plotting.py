@@ -2,7 +2,7 @@
 side-by-side grid of landscapes, and an animation of paths that plays in the static HTML book."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -12,8 +12,18 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter, MaxNLocator, NullLocator
 
-from .landscapes import Landscape, Trajectory
+from .landscapes import Landscape
 from .validation import check_positive
+
+
+@runtime_checkable
+class RecordedRun(Protocol):
+    """What the plots need of a run: the iterates ``path`` (steps + 1, dim) and the ``losses``.
+    Both :class:`cs231n_utils.landscapes.Trajectory` and the second-order solvers' results have them."""
+
+    path: np.ndarray
+    losses: np.ndarray
+
 
 __all__ = [
     "plot_landscape",
@@ -46,7 +56,7 @@ def plot_landscape(landscape: Landscape, ax: Axes | None = None, resolution: int
 
 def plot_trajectories(
     landscape: Landscape,
-    trajectories: Mapping[str, Trajectory],
+    trajectories: Mapping[str, RecordedRun],
     ax: Axes | None = None,
     title: str | None = None,
     colors: Colors | None = None,
@@ -68,7 +78,7 @@ def plot_trajectories(
 
 
 def plot_losses(
-    trajectories: Mapping[str, Trajectory],
+    trajectories: Mapping[str, RecordedRun],
     ax: Axes | None = None,
     minimum_value: float = 0.0,
     log: bool = True,
@@ -87,7 +97,7 @@ def plot_losses(
 
 
 def plot_trajectory_grid(
-    panels: Sequence[tuple[Landscape, Mapping[str, Trajectory]]],
+    panels: Sequence[tuple[Landscape, Mapping[str, RecordedRun]]],
     titles: Sequence[str] | None = None,
     ncols: int | None = None,
     panel_size: float = 4.0,
@@ -125,7 +135,7 @@ def plot_trajectory_grid(
 
 def animate_trajectories(
     landscape: Landscape,
-    trajectories: Mapping[str, Trajectory],
+    trajectories: Mapping[str, RecordedRun],
     title: str | None = None,
     colors: Colors | None = None,
     interval: float = 80.0,
@@ -213,12 +223,15 @@ def animation_to_html(animation: FuncAnimation, default_mode: str = "once", fram
         return animation.to_jshtml(default_mode=default_mode)
 
 
-def _check_trajectories(trajectories: Mapping[str, Trajectory]) -> None:
+def _check_trajectories(trajectories: Mapping[str, RecordedRun]) -> None:
     if not isinstance(trajectories, Mapping) or len(trajectories) == 0:
-        raise ValueError("trajectories must be a non-empty mapping of label -> Trajectory")
+        raise ValueError("trajectories must be a non-empty mapping of label -> RecordedRun")
     for label, trajectory in trajectories.items():
-        if not isinstance(trajectory, Trajectory):
-            raise ValueError(f"trajectories[{label!r}] must be a Trajectory, got {type(trajectory).__name__}")
+        if not isinstance(trajectory, RecordedRun) or trajectory.path is None:
+            raise ValueError(
+                f"trajectories[{label!r}] must record a path and losses (a Trajectory or a SolverResult "
+                f"with record_path=True), got {type(trajectory).__name__}"
+            )
 
 
 def _color(colors: Colors | None, label: str) -> dict[str, str]:
