@@ -12,7 +12,7 @@ from cs231n_utils import data
 from cs231n_utils.training import History, accuracy, as_tensors, evaluate, train
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Tiny models run fastest on one thread; more threads only contend on a busy machine."""
     threads = torch.get_num_threads()
