@@ -49,13 +49,15 @@ default_optimizer: OptimizerFactory = partial(torch.optim.Adam, lr=1e-3, betas=(
 class History:
     """What happened during :func:`train`.
 
-    ``batch_loss`` has one entry per optimizer step (the minibatch loss the step descended);
-    the other lists have one entry per epoch, measured in evaluation mode after the epoch
-    (``lr`` is the learning rate of the first parameter group during the epoch). Validation
-    lists stay empty when no validation data was given.
+    ``batch_loss`` has one entry per optimizer step (the minibatch loss the step descended) and
+    ``lr`` one per epoch (the learning rate of the first parameter group during the epoch). The
+    losses and accuracies are measured in evaluation mode after each epoch listed in
+    ``eval_epochs`` (every epoch unless ``train`` was given ``eval_every``). Validation lists stay
+    empty when no validation data was given.
     """
 
     batch_loss: list[float] = field(default_factory=list)
+    eval_epochs: list[int] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
     train_acc: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
@@ -64,7 +66,7 @@ class History:
 
     @property
     def epochs(self) -> int:
-        return len(self.train_loss)
+        return len(self.lr)
 
 
 def as_tensors(data: Any, name: str, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,6 +142,7 @@ def train(
     device: torch.device | str | None = None,
     seed: int = 0,
     verbose: bool = False,
+    eval_every: int = 1,
 ) -> History:
     """Train a classifier with minibatch gradient steps on the mean cross-entropy loss.
 
@@ -151,6 +154,9 @@ def train(
     ``"lr"``) for layer-wise learning rates. ``lr_schedule(optimizer)`` may return a
     ``torch.optim.lr_scheduler`` object; it is stepped after every epoch.
 
+    After every ``eval_every``-th epoch and after the last one, the loss and accuracy on the
+    training and validation data are recorded (and printed when ``verbose``).
+
     The model is moved to ``device`` (default: where its parameters already are). With the same
     ``seed`` and a model in the same initial state, a run on the CPU repeats exactly: the
     shuffling and any randomness inside the model (dropout) come from ``seed``, and the global
@@ -161,6 +167,7 @@ def train(
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     epochs = _check_count(epochs, "epochs")
     batch_size = _check_count(batch_size, "batch_size")
+    eval_every = _check_count(eval_every, "eval_every")
     if not callable(optimizer_factory):
         raise ValueError(f"optimizer_factory must be callable, got {type(optimizer_factory).__name__}")
     if lr_schedule is not None and not callable(lr_schedule):
@@ -203,13 +210,16 @@ def train(
                 history.batch_loss.append(loss.item())
             if scheduler is not None:
                 scheduler.step()
-            _record_epoch(history, model, (X, y), val_data, device)
+            if epoch % eval_every and epoch != epochs:
+                continue
+            _record_epoch(history, epoch, model, (X, y), val_data, device)
             if verbose:
                 print(_epoch_summary(history, epoch, epochs), flush=True)
     return history
 
 
-def _record_epoch(history: History, model: nn.Module, train_data, val_data, device: torch.device) -> None:
+def _record_epoch(history: History, epoch: int, model: nn.Module, train_data, val_data, device: torch.device) -> None:
+    history.eval_epochs.append(epoch)
     train_loss, train_acc = evaluate(model, train_data, device=device)
     history.train_loss.append(train_loss)
     history.train_acc.append(train_acc)

@@ -299,7 +299,7 @@ def run_transfer_experiment(
             target = (transform(X_train), y_train)
             batches_per_epoch = -(-len(y_train) // batch_size)
             epochs = -(-steps // batches_per_epoch)
-            fit = partial(train, train_data=target, epochs=epochs, batch_size=batch_size, seed=seed)
+            fit = partial(train, train_data=target, epochs=epochs, batch_size=batch_size, seed=seed, eval_every=epochs)
             for strategy in strategies:
                 torch.manual_seed(seed)  # the new head's / fresh net's initial weights
                 model = _start_model(strategy, pretrained, len(target_classes), reinitialize)

@@ -39,7 +39,7 @@ def test_training_reduces_loss_and_reaches_a_sane_accuracy(digits):
         partial(torch.optim.SGD, lr=0.1, momentum=0.9), epochs=8, batch_size=32,
     )
     assert initial_acc < 0.3  # an untrained net guesses
-    assert history.epochs == 8 and len(history.val_acc) == 8 and len(history.lr) == 8
+    assert history.epochs == 8 and len(history.val_acc) == 8 and history.eval_epochs == list(range(1, 9))
     assert len(history.batch_loss) == 8 * -(-len(digits.y_train) // 32)
     assert history.train_loss[-1] < 0.2 * history.train_loss[0] < 0.2 * initial_loss
     assert history.val_loss[-1] < initial_loss / 5
@@ -109,6 +109,12 @@ def test_param_groups_and_frozen_parameters_are_respected(digits):
     assert torch.equal(model[3].weight, last)  # lr 0 in the group overrides the default lr
 
 
+def test_eval_every_records_every_kth_and_the_last_epoch(digits):
+    history = train(_mlp(), (digits.X_train[:100], digits.y_train[:100]), (digits.X_val, digits.y_val), epochs=7, eval_every=3)
+    assert history.eval_epochs == [3, 6, 7] and len(history.val_acc) == 3 and len(history.train_loss) == 3
+    assert history.epochs == 7 and len(history.lr) == 7
+
+
 def test_verbose_prints_one_line_per_epoch(digits, capsys):
     train(_mlp(), (digits.X_train[:100], digits.y_train[:100]), (digits.X_val, digits.y_val), epochs=3, verbose=True)
     lines = capsys.readouterr().out.strip().splitlines()
@@ -131,6 +137,7 @@ def test_as_tensors_converts_and_checks():
         ({"optimizer_factory": lambda params: None}, "optimizer_factory"),
         ({"lr_schedule": 3}, "lr_schedule"),
         ({"seed": 1.5}, "seed"),
+        ({"eval_every": 0}, "eval_every"),
         ({"device": "not-a-device"}, "device"),
         ({"train_data": np.zeros((4, 64))}, "train_data"),
         ({"train_data": (np.zeros((4, 64)), np.zeros(3))}, "train_data"),
