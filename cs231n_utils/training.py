@@ -122,7 +122,7 @@ def evaluate(
         for start in range(0, len(X), batch_size):
             logits = model(X[start : start + batch_size])
             labels = y[start : start + batch_size]
-            _check_logits(logits, labels)
+            _check_logits(logits, len(labels), int(labels.max()))
             total_loss += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
             correct += (logits.argmax(dim=1) == labels).sum().item()
     finally:
@@ -178,7 +178,8 @@ def train(
     model.to(device)
     X, y = as_tensors(train_data, "train_data", device)
     if val_data is not None:
-        as_tensors(val_data, "val_data")  # fail before training, not after the first epoch
+        val_data = as_tensors(val_data, "val_data", device)  # fail before training, not after an epoch
+    largest_label = int(y.max())
     if params is None:
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
@@ -197,17 +198,19 @@ def train(
             history.lr.append(optimizer.param_groups[0]["lr"])
             model.train()
             order = torch.randperm(len(X), generator=shuffle).to(device)
+            epoch_losses = []
             for start in range(0, len(X), batch_size):
                 batch = order[start : start + batch_size]
                 logits = model(X[batch])
-                _check_logits(logits, y[batch])
+                _check_logits(logits, len(batch), largest_label)
                 loss = nn.functional.cross_entropy(logits, y[batch])
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss became {loss.item()} in epoch {epoch}; lower the learning rate")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                history.batch_loss.append(loss.item())
+                epoch_losses.append(loss.detach())
+            history.batch_loss.extend(torch.stack(epoch_losses).tolist())  # one device sync per epoch
+            if not np.isfinite(history.batch_loss[-len(epoch_losses):]).all():
+                raise FloatingPointError(f"the loss became NaN or infinite in epoch {epoch}; lower the learning rate")
             if scheduler is not None:
                 scheduler.step()
             if epoch % eval_every and epoch != epochs:
@@ -239,11 +242,11 @@ def _epoch_summary(history: History, epoch: int, epochs: int) -> str:
     return line
 
 
-def _check_logits(logits: torch.Tensor, labels: torch.Tensor) -> None:
-    if logits.ndim != 2 or logits.shape[0] != labels.shape[0]:
-        raise ValueError(f"model must return logits of shape (batch, classes), got {tuple(logits.shape)}")
-    if labels.numel() and int(labels.max()) >= logits.shape[1]:
-        raise ValueError(f"labels go up to {int(labels.max())}, but the model returns only {logits.shape[1]} logits")
+def _check_logits(logits: torch.Tensor, batch_size: int, largest_label: int) -> None:
+    if logits.ndim != 2 or logits.shape[0] != batch_size:
+        raise ValueError(f"model must return logits of shape ({batch_size}, classes), got {tuple(logits.shape)}")
+    if largest_label >= logits.shape[1]:
+        raise ValueError(f"labels go up to {largest_label}, but the model returns only {logits.shape[1]} logits")
 
 
 def _resolve_device(model: nn.Module, device: torch.device | str | None) -> torch.device:

@@ -160,6 +160,11 @@ def test_labels_beyond_the_models_outputs_are_reported():
         train(_mlp(), (np.zeros((4, 64)), np.array([0, 1, 2, 12])), epochs=1)
 
 
+def test_a_diverging_run_stops_with_a_clear_error(digits):
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        train(_mlp(), (digits.X_train, digits.y_train), optimizer_factory=partial(torch.optim.SGD, lr=1e12), epochs=3)
+
+
 def test_fully_frozen_model_is_refused():
     with pytest.raises(ValueError, match="requires_grad"):
         train(_mlp().requires_grad_(False), (np.zeros((4, 64)), np.zeros(4, dtype=int)), epochs=1)

@@ -218,15 +218,19 @@ def test_pretraining_learns_the_source_classes(splits, pretrained):
 
 
 def test_finetuning_beats_training_from_scratch_on_a_small_target_set(splits, pretrained):
-    """Six seeds of 3 examples per class (15 images): finetuning the pretrained net must beat the
-    same net trained from random weights by more than a point on average."""
+    """Eight seeds of 3 examples per class (15 images), the same optimizer (Adam, lr 1e-3) and
+    steps for both: the only difference is the starting point. Finetuning the pretrained net must
+    win by more than 2 points on average (it wins by about 3.4 with torch 2.13 on CPU). A control:
+    "finetuning" an *untrained* copy of the architecture wins by only about 1.3 (init noise)."""
+    same_optimizer = partial(torch.optim.Adam, lr=1e-3)
     results = run_transfer_experiment(
-        examples_per_class=(3,), seeds=range(6), splits=splits, pretrained=pretrained,
-        strategies=("finetune all", "from scratch"),
+        examples_per_class=(3,), seeds=range(8), splits=splits, pretrained=pretrained,
+        strategies=("finetune all", "from scratch"), finetune_lr=1e-3, finetune_decay=1.0,
+        finetune_optimizer=same_optimizer, scratch_optimizer=same_optimizer,
     )
     accuracy = {s: np.mean([r.accuracy for r in results if r.strategy == s]) for s in ("finetune all", "from scratch")}
-    assert all(r.n_train == 15 for r in results) and len(results) == 12
-    assert accuracy["finetune all"] > accuracy["from scratch"] + 0.01, accuracy
+    assert all(r.n_train == 15 for r in results) and len(results) == 16
+    assert accuracy["finetune all"] > accuracy["from scratch"] + 0.02, accuracy
 
 
 def test_frozen_features_leave_the_pretrained_body_untouched(splits, pretrained):
