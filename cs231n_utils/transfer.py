@@ -192,6 +192,8 @@ def subsample_per_class(
     """``examples_per_class`` randomly chosen examples of every class in ``y`` (seeded)."""
     X, y = np.asarray(X), np.asarray(y)
     examples_per_class = _check_count(examples_per_class, "examples_per_class")
+    if len(X) != len(y):
+        raise ValueError(f"y has {len(y)} labels, but X has {len(X)} examples")
     rng = np.random.default_rng(seed)
     picked = []
     for label in np.unique(y):
@@ -210,11 +212,13 @@ def pretrain(
     optimizer_factory: OptimizerFactory = partial(torch.optim.Adam, lr=3e-3),
     seed: int = 0,
 ) -> DigitsCNN:
-    """A :class:`DigitsCNN` trained on the source classes of ``splits.X_train`` (default: digits 0-4)."""
+    """A :class:`DigitsCNN` trained on the source classes of ``splits.X_train`` (default: digits
+    0-4) with minibatches of 32; ``seed`` fixes the initial weights and the training order."""
     splits = splits if splits is not None else datasets.load_digits(as_images=True)
     source = select_classes(splits.X_train, splits.y_train, source_classes)
-    torch.manual_seed(seed)
-    model = DigitsCNN(num_classes=len(source_classes))
+    with torch.random.fork_rng(devices=[]):  # seed the initial weights, leave the global state alone
+        torch.manual_seed(seed)
+        model = DigitsCNN(num_classes=len(source_classes))
     train(model, source, optimizer_factory=optimizer_factory, epochs=epochs, batch_size=32, seed=seed)
     return model
 
@@ -301,8 +305,9 @@ def run_transfer_experiment(
             epochs = -(-steps // batches_per_epoch)
             fit = partial(train, train_data=target, epochs=epochs, batch_size=batch_size, seed=seed, eval_every=epochs)
             for strategy in strategies:
-                torch.manual_seed(seed)  # the new head's / fresh net's initial weights
-                model = _start_model(strategy, pretrained, len(target_classes), reinitialize)
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)  # the new layers' initial weights
+                    model = _start_model(strategy, pretrained, len(target_classes), reinitialize)
                 if strategy == "frozen features":
                     fit(model, optimizer_factory=probe_optimizer)
                 elif strategy == "finetune all":

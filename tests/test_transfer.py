@@ -210,6 +210,18 @@ def test_summarize_averages_over_seeds():
         summarize([])
 
 
+def test_pretraining_is_seeded_and_leaves_the_global_random_state_alone(splits):
+    small = data.DataSplits(splits.X_train[:200], splits.y_train[:200], splits.X_val, splits.y_val,
+                            splits.X_test, splits.y_test, splits.class_names)
+    torch.manual_seed(99)
+    expected = torch.rand(2)
+    torch.manual_seed(99)
+    first = transfer.pretrain(small, epochs=1, seed=3)
+    assert torch.equal(torch.rand(2), expected)
+    second = transfer.pretrain(small, epochs=1, seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+
+
 def test_pretraining_learns_the_source_classes(splits, pretrained):
     X, y = select_classes(splits.X_val, splits.y_val, (0, 1, 2, 3, 4))
     with torch.no_grad():
@@ -260,7 +272,6 @@ def test_experiment_rejects_bad_input(splits, pretrained, kwargs, name):
         run_transfer_experiment(**{"splits": splits, "pretrained": pretrained, "steps": 1, **kwargs})
 
 
-@pytest.mark.slow
 def test_the_full_experiment_table_has_every_cell(splits, pretrained):
     results = run_transfer_experiment(splits=splits, pretrained=pretrained, seeds=(0,))
     table = summarize(results)
