@@ -1,0 +1,92 @@
+"""Cut lists of tensors into cache-sized blocks for ``torch._foreach_*`` update rules.
+
+An optimizer step such as Adam is a chain of elementwise operations (update ``m``, update ``v``,
+take ``sqrt(v)``, update ``w``). Run one after another over whole tensors, every operation streams
+all its operands through main memory, so Adam reads and writes about 16 floats per parameter
+although only 7 are needed (read ``w, g, m, v``, write ``w, m, v``). If the chain instead runs
+on a block of elements small enough to stay in the CPU cache, only the first touch of each
+operand comes from memory and the rest are cache hits: this is *cache blocking*.
+
+:func:`cache_blocks` slices aligned tensors (a parameter and its gradient and state) into pieces
+of at most ``block_numel`` elements and packs consecutive pieces into blocks of about that size,
+so that each block is one short list per operand, ready for the ``torch._foreach_*`` calls.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+
+__all__ = ["CPU_BLOCK_BYTES", "block_numel_for", "cache_blocks", "group_by_device_and_dtype"]
+
+CPU_BLOCK_BYTES = 1 << 20
+"""Bytes of one operand in a CPU block: a few operands of this size fit the L2/L3 caches."""
+
+
+def block_numel_for(tensor: torch.Tensor) -> int | None:
+    """Elements per block for tensors like ``tensor``: cache-sized on CPU, ``None`` (no blocking) elsewhere.
+
+    GPUs run each ``torch._foreach_*`` call as one kernel over all tensors; cutting it into blocks
+    would only add kernel launches, so blocking is used on the CPU only.
+    """
+    if tensor.device.type != "cpu":
+        return None
+    return max(1, CPU_BLOCK_BYTES // tensor.element_size())
+
+
+def group_by_device_and_dtype(tensors: Sequence[torch.Tensor]) -> dict[tuple[torch.device, torch.dtype], list[int]]:
+    """Indices of ``tensors`` grouped by ``(device, dtype)``, in first-seen order (each group keeps input order)."""
+    groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+    for index, tensor in enumerate(tensors):
+        groups.setdefault((tensor.device, tensor.dtype), []).append(index)
+    return groups
+
+
+def cache_blocks(
+    tensor_lists: Sequence[Sequence[torch.Tensor]], block_numel: int | None
+) -> Iterator[tuple[list[list[torch.Tensor]], list[int]]]:
+    """Yield ``(block, owners)``: aligned pieces of ``tensor_lists``, about ``block_numel`` elements per block.
+
+    ``tensor_lists[k][i]`` must have the shape of ``tensor_lists[0][i]`` for every operand ``k``.
+    A block holds at most ``block_numel`` elements per operand, unless one tensor alone is larger
+    and cannot be cut.
+    ``block[k]`` is a list of views into the tensors of ``tensor_lists[k]``, and ``owners[j]`` is the
+    index ``i`` of the tensor that piece ``j`` of every operand comes from (to look up per-tensor
+    scalars). Writing into the pieces writes into the tensors. Tensors with more than
+    ``block_numel`` elements are cut into flat slices when every operand is contiguous and are
+    kept whole otherwise; ``block_numel=None`` yields everything as a single block.
+    """
+    if not tensor_lists or not tensor_lists[0]:
+        return
+    count = len(tensor_lists[0])
+    if any(len(tensors) != count for tensors in tensor_lists):
+        raise ValueError(f"tensor_lists must all have the same length, got {[len(t) for t in tensor_lists]}")
+    if block_numel is None:
+        yield [list(tensors) for tensors in tensor_lists], list(range(count))
+        return
+    if block_numel < 1:
+        raise ValueError(f"block_numel must be a positive integer or None, got {block_numel!r}")
+    block: list[list[torch.Tensor]] = [[] for _ in tensor_lists]
+    owners: list[int] = []
+    filled = 0
+    for index in range(count):
+        operands = [tensors[index] for tensors in tensor_lists]
+        for piece in _slices(operands, block_numel):
+            numel = piece[0].numel()
+            if owners and filled + numel > block_numel:  # this piece would overflow the block
+                yield block, owners
+                block, owners, filled = [[] for _ in tensor_lists], [], 0
+            for pieces, part in zip(block, piece):
+                pieces.append(part)
+            owners.append(index)
+            filled += numel
+    if owners:
+        yield block, owners
+
+
+def _slices(operands: list[torch.Tensor], block_numel: int) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Aligned flat slices of at most ``block_numel`` elements (the operands whole if they cannot be cut)."""
+    if operands[0].numel() <= block_numel or not all(t.is_contiguous() for t in operands):
+        yield tuple(operands)
+        return
+    yield from zip(*(t.view(-1).split(block_numel) for t in operands))
