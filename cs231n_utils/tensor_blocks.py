@@ -66,27 +66,32 @@ def cache_blocks(
         return
     if block_numel < 1:
         raise ValueError(f"block_numel must be a positive integer or None, got {block_numel!r}")
-    block: list[list[torch.Tensor]] = [[] for _ in tensor_lists]
+    pieces, owners = _cut_large_tensors(tensor_lists, block_numel)
+    start, filled = 0, 0
+    for end, piece in enumerate(pieces[0]):
+        numel = piece.numel()
+        if end > start and filled + numel > block_numel:  # this piece would overflow the block
+            yield [operand[start:end] for operand in pieces], owners[start:end]
+            start, filled = end, 0
+        filled += numel
+    yield [operand[start:] for operand in pieces], owners[start:]
+
+
+def _cut_large_tensors(
+    tensor_lists: Sequence[Sequence[torch.Tensor]], block_numel: int
+) -> tuple[list[list[torch.Tensor]], list[int]]:
+    """Pieces of every operand, tensors above ``block_numel`` elements cut into aligned flat slices
+    (kept whole when an operand is not contiguous), and the index of each piece's tensor."""
+    pieces: list[list[torch.Tensor]] = [[] for _ in tensor_lists]
     owners: list[int] = []
-    filled = 0
-    for index in range(count):
+    for index, tensor in enumerate(tensor_lists[0]):
         operands = [tensors[index] for tensors in tensor_lists]
-        for piece in _slices(operands, block_numel):
-            numel = piece[0].numel()
-            if owners and filled + numel > block_numel:  # this piece would overflow the block
-                yield block, owners
-                block, owners, filled = [[] for _ in tensor_lists], [], 0
-            for pieces, part in zip(block, piece):
-                pieces.append(part)
+        if tensor.numel() > block_numel and all(t.is_contiguous() for t in operands):
+            for operand_pieces, operand in zip(pieces, operands):
+                operand_pieces.extend(operand.view(-1).split(block_numel))
+            owners.extend([index] * (len(pieces[0]) - len(owners)))
+        else:
+            for operand_pieces, operand in zip(pieces, operands):
+                operand_pieces.append(operand)
             owners.append(index)
-            filled += numel
-    if owners:
-        yield block, owners
-
-
-def _slices(operands: list[torch.Tensor], block_numel: int) -> Iterator[tuple[torch.Tensor, ...]]:
-    """Aligned flat slices of at most ``block_numel`` elements (the operands whole if they cannot be cut)."""
-    if operands[0].numel() <= block_numel or not all(t.is_contiguous() for t in operands):
-        yield tuple(operands)
-        return
-    yield from zip(*(t.view(-1).split(block_numel) for t in operands))
+    return pieces, owners

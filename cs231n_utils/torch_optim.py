@@ -43,6 +43,9 @@ __all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
 Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
 Check = Callable[[Any, str], Any]
 Closure = Callable[[], Any]
+Group = dict[str, Any]  # a parameter group: "params" and hyperparameters
+State = dict[str, Any]  # one parameter's optimizer state
+Tensors = list[torch.Tensor]
 
 
 def _non_negative(value: Any, name: str) -> float:
@@ -80,7 +83,7 @@ class _ElementwiseOptimizer(torch.optim.Optimizer):
         self._check_combination(defaults, "")
         super().__init__(params, defaults)
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
+    def add_param_group(self, param_group: Group) -> None:
         """Check the group's own hyperparameters, then add it as :class:`torch.optim.Optimizer` does."""
         if isinstance(param_group, dict):  # anything else: torch.optim raises its TypeError
             where = f"param_groups[{len(self.param_groups)}]"
@@ -111,27 +114,25 @@ class _ElementwiseOptimizer(torch.optim.Optimizer):
             params, grads, states = self._collect(group, index)
             if not params:
                 continue
-            foreach = group["foreach"]
-            if foreach is None or foreach:
-                for members in group_by_device_and_dtype(params).values():
-                    self._update_foreach(
-                        [params[i] for i in members], [grads[i] for i in members], [states[i] for i in members], group
-                    )
-            else:
+            if group["foreach"] is False:
                 for param, grad, state in zip(params, grads, states):
                     self._update_tensor(param, grad, state, group)
+                continue
+            # foreach=None takes this path too: it was the faster one for large and small models alike
+            for members in group_by_device_and_dtype(params).values():
+                self._update_foreach(
+                    [params[i] for i in members], [grads[i] for i in members], [states[i] for i in members], group
+                )
         return loss
 
-    def _collect(
-        self, group: dict[str, Any], group_index: int
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[dict[str, Any]]]:
+    def _collect(self, group: Group, group_index: int) -> tuple[Tensors, Tensors, list[State]]:
         """The group's parameters that have a gradient, their gradients and their (initialised) state."""
         params, grads, states = [], [], []
         for index, param in enumerate(group["params"]):
             grad = param.grad
             if grad is None:
                 continue
-            if grad.is_sparse or torch.is_complex(param) or torch.is_complex(grad):
+            if grad.is_sparse or grad.is_complex():  # a complex parameter has a complex gradient
                 kind = "sparse" if grad.is_sparse else "complex"
                 raise RuntimeError(
                     f"{type(self).__name__} supports only dense real gradients, but "
@@ -153,12 +154,10 @@ class _ElementwiseOptimizer(torch.optim.Optimizer):
     def _buffer_names(self, group: Mapping[str, Any]) -> tuple[str, ...]:
         raise NotImplementedError
 
-    def _update_tensor(self, param: torch.Tensor, grad: torch.Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+    def _update_tensor(self, param: torch.Tensor, grad: torch.Tensor, state: State, group: Group) -> None:
         raise NotImplementedError
 
-    def _update_foreach(
-        self, params: list[torch.Tensor], grads: list[torch.Tensor], states: list[dict[str, Any]], group: dict[str, Any]
-    ) -> None:
+    def _update_foreach(self, params: Tensors, grads: Tensors, states: list[State], group: Group) -> None:
         raise NotImplementedError
 
 
@@ -216,7 +215,7 @@ class SGD(_ElementwiseOptimizer):
     def _buffer_names(self, group: Mapping[str, Any]) -> tuple[str, ...]:
         return ("momentum_buffer",) if group["momentum"] else ()
 
-    def _update_tensor(self, param, grad, state, group) -> None:
+    def _update_tensor(self, param: torch.Tensor, grad: torch.Tensor, state: State, group: Group) -> None:
         lr, rho, decay = group["lr"], group["momentum"], group["weight_decay"]
         d = grad.add(param, alpha=decay) if decay else grad
         if not rho:
@@ -226,7 +225,7 @@ class SGD(_ElementwiseOptimizer):
         b.mul_(rho).add_(d)
         param.add_(d.add(b, alpha=rho) if group["nesterov"] else b, alpha=-lr)
 
-    def _update_foreach(self, params, grads, states, group) -> None:
+    def _update_foreach(self, params: Tensors, grads: Tensors, states: list[State], group: Group) -> None:
         lr, rho, decay, nesterov = group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]
         operands = [params, grads]
         if rho:
@@ -264,12 +263,12 @@ class Adagrad(_ElementwiseOptimizer):
     def _buffer_names(self, group: Mapping[str, Any]) -> tuple[str, ...]:
         return ("sum",)
 
-    def _update_tensor(self, param, grad, state, group) -> None:
+    def _update_tensor(self, param: torch.Tensor, grad: torch.Tensor, state: State, group: Group) -> None:
         s = state["sum"]
         s.addcmul_(grad, grad)
         param.addcdiv_(grad, s.sqrt().add_(group["eps"]), value=-group["lr"])
 
-    def _update_foreach(self, params, grads, states, group) -> None:
+    def _update_foreach(self, params: Tensors, grads: Tensors, states: list[State], group: Group) -> None:
         sums = [state["sum"] for state in states]
         for (w, g, s), _ in cache_blocks([params, grads, sums], block_numel_for(params[0])):
             torch._foreach_addcmul_(s, g, g)
@@ -300,12 +299,12 @@ class RMSprop(_ElementwiseOptimizer):
     def _buffer_names(self, group: Mapping[str, Any]) -> tuple[str, ...]:
         return ("square_avg",)
 
-    def _update_tensor(self, param, grad, state, group) -> None:
+    def _update_tensor(self, param: torch.Tensor, grad: torch.Tensor, state: State, group: Group) -> None:
         alpha, a = group["alpha"], state["square_avg"]
         a.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
         param.addcdiv_(grad, a.sqrt().add_(group["eps"]), value=-group["lr"])
 
-    def _update_foreach(self, params, grads, states, group) -> None:
+    def _update_foreach(self, params: Tensors, grads: Tensors, states: list[State], group: Group) -> None:
         alpha = group["alpha"]
         averages = [state["square_avg"] for state in states]
         for (w, g, a), _ in cache_blocks([params, grads, averages], block_numel_for(params[0])):
@@ -360,12 +359,12 @@ class Adam(_ElementwiseOptimizer):
         return ("exp_avg", "exp_avg_sq")
 
     @staticmethod
-    def _advance_step(state: dict[str, Any]) -> int:
+    def _advance_step(state: State) -> int:
         """Increment and return :math:`t` (a 0-d tensor from a ``torch.optim`` checkpoint is accepted)."""
         state["step"] = int(state.get("step", 0)) + 1
         return state["step"]
 
-    def _update_tensor(self, param, grad, state, group) -> None:
+    def _update_tensor(self, param: torch.Tensor, grad: torch.Tensor, state: State, group: Group) -> None:
         (beta1, beta2), lr, decay = group["betas"], group["lr"], group["weight_decay"]
         t = self._advance_step(state)
         if decay and self._decoupled_weight_decay:
@@ -379,7 +378,7 @@ class Adam(_ElementwiseOptimizer):
         v_hat = v / (1 - beta2**t)
         param.addcdiv_(m_hat, v_hat.sqrt().add_(group["eps"]), value=-lr)
 
-    def _update_foreach(self, params, grads, states, group) -> None:
+    def _update_foreach(self, params: Tensors, grads: Tensors, states: list[State], group: Group) -> None:
         (beta1, beta2), lr, decay = group["betas"], group["lr"], group["weight_decay"]
         root_corrections, step_sizes = [], []
         for state in states:  # parameters may have taken different numbers of steps
