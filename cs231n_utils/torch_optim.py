@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from .tensor_blocks import block_numel_for, cache_blocks, group_by_device_and_dtype
+from .tensor_blocks import Scratch, block_numel_for, cache_blocks, group_by_device_and_dtype
 from .validation import check_positive, check_unit_interval
 
 __all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
@@ -269,10 +269,10 @@ class Adagrad(_ElementwiseOptimizer):
         param.addcdiv_(grad, s.sqrt().add_(group["eps"]), value=-group["lr"])
 
     def _update_foreach(self, params: Tensors, grads: Tensors, states: list[State], group: Group) -> None:
-        sums = [state["sum"] for state in states]
+        sums, scratch = [state["sum"] for state in states], Scratch()
         for (w, g, s), _ in cache_blocks([params, grads, sums], block_numel_for(params[0])):
             torch._foreach_addcmul_(s, g, g)
-            denom = torch._foreach_sqrt(s)
+            denom = scratch.sqrt(s)
             torch._foreach_add_(denom, group["eps"])
             torch._foreach_addcdiv_(w, g, denom, -group["lr"])
 
@@ -306,11 +306,11 @@ class RMSprop(_ElementwiseOptimizer):
 
     def _update_foreach(self, params: Tensors, grads: Tensors, states: list[State], group: Group) -> None:
         alpha = group["alpha"]
-        averages = [state["square_avg"] for state in states]
+        averages, scratch = [state["square_avg"] for state in states], Scratch()
         for (w, g, a), _ in cache_blocks([params, grads, averages], block_numel_for(params[0])):
             torch._foreach_mul_(a, alpha)
             torch._foreach_addcmul_(a, g, g, 1 - alpha)
-            denom = torch._foreach_sqrt(a)
+            denom = scratch.sqrt(a)
             torch._foreach_add_(denom, group["eps"])
             torch._foreach_addcdiv_(w, g, denom, -group["lr"])
 
@@ -388,6 +388,7 @@ class Adam(_ElementwiseOptimizer):
         eps = [group["eps"] * root for root in root_corrections]
         firsts = [state["exp_avg"] for state in states]
         seconds = [state["exp_avg_sq"] for state in states]
+        scratch = Scratch()
         for (w, g, m, v), owners in cache_blocks([params, grads, firsts, seconds], block_numel_for(params[0])):
             if decay and self._decoupled_weight_decay:
                 torch._foreach_mul_(w, 1 - lr * decay)
@@ -396,7 +397,7 @@ class Adam(_ElementwiseOptimizer):
             torch._foreach_lerp_(m, g, 1 - beta1)
             torch._foreach_mul_(v, beta2)
             torch._foreach_addcmul_(v, g, g, 1 - beta2)
-            denom = torch._foreach_sqrt(v)
+            denom = scratch.sqrt(v)
             torch._foreach_add_(denom, [eps[i] for i in owners])
             torch._foreach_addcdiv_(w, m, denom, [step_sizes[i] for i in owners])
 
