@@ -11,7 +11,8 @@ median over the repeats, after warm-up steps. The bandwidth column counts the fl
 move at least (Adam: read w, g, m, v and write w, m, v = 7 per parameter; SGD with momentum: 5)
 and compares it with a STREAM triad (a = b + s c, 3 floats per element) timed in the same run.
 The NumPy part compares the rules of cs231n_utils.optim with the naive textbook form of the same
-formulas (a fresh array for every intermediate) and with a fully in-place form.
+formulas (a fresh array for every intermediate) and with a proposed form that keeps their API and
+input checks but writes every intermediate into the output array (no temporaries).
 """
 from __future__ import annotations
 
@@ -163,71 +164,71 @@ def naive_adam(w, dw, m, v, t, lr, beta1, beta2, eps):
     return w - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
 
 
-def inplace_sgd_momentum(w, dw, v, lr, rho, scratch):
-    """SGD with momentum that writes into ``w`` and ``v`` and allocates nothing."""
-    v *= rho
-    np.multiply(dw, lr, out=scratch)
-    v -= scratch
-    w += v
+def proposed_sgd_momentum(w, dw, config=None):
+    """cs231n_utils.optim.sgd_momentum with the same API and checks, but no temporaries:
+    the fresh output array is the only new memory and doubles as scratch."""
+    w, dw, config = numpy_rules._prepare(w, dw, config, {"learning_rate": 1e-2, "momentum": 0.9}, ("velocity",))
+    v = config["velocity"]
+    v *= config["momentum"]
+    next_w = np.multiply(dw, config["learning_rate"])
+    v -= next_w
+    np.add(w, v, out=next_w)
+    return next_w, config
 
 
-def inplace_adam(w, dw, m, v, t, lr, beta1, beta2, eps, scratch):
-    """Adam that writes into ``w``, ``m``, ``v`` and a reused scratch array (bias correction folded)."""
+def proposed_adam(w, dw, config=None):
+    """cs231n_utils.optim.adam with the same API and checks, but no temporaries (bias correction
+    folded into the step size and eps, as in torch_optim.Adam's multi-tensor path)."""
+    defaults = {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}
+    w, dw, config = numpy_rules._prepare(w, dw, config, defaults, ("m", "v"))
+    beta1, beta2, m, v = config["beta1"], config["beta2"], config["m"], config["v"]
+    config["t"] = t = int(config.get("t", 0)) + 1
     root_correction = math.sqrt(1 - beta2**t)
+    next_w = np.multiply(dw, 1 - beta1)
     m *= beta1
-    np.multiply(dw, 1 - beta1, out=scratch)
-    m += scratch
+    m += next_w
+    np.multiply(dw, dw, out=next_w)
+    next_w *= 1 - beta2
     v *= beta2
-    np.multiply(dw, dw, out=scratch)
-    scratch *= 1 - beta2
-    v += scratch
-    np.sqrt(v, out=scratch)
-    scratch += eps * root_correction
-    np.divide(m, scratch, out=scratch)
-    scratch *= -lr * root_correction / (1 - beta1**t)
-    w += scratch
+    v += next_w
+    np.sqrt(v, out=next_w)
+    next_w += config["epsilon"] * root_correction
+    np.divide(m, next_w, out=next_w)
+    next_w *= -config["learning_rate"] * root_correction / (1 - beta1**t)
+    next_w += w
+    return next_w, config
 
 
 def numpy_steps(rule: str, numel: int, dtype: np.dtype) -> dict[str, Step]:
+    """One step of each NumPy form of ``rule``, each with its own state, on the same ``w`` and ``dw``."""
     rng = np.random.default_rng(0)
     w = rng.standard_normal(numel).astype(dtype)
     dw = (1e-3 * rng.standard_normal(numel)).astype(dtype)
-    scratch = np.empty_like(w)
+    lr, rho, beta1, beta2, eps = 1e-3, 0.9, 0.9, 0.999, 1e-8
     if rule == "SGD-momentum":
-        lr, rho = 1e-3, 0.9
+        naive_state = {"v": np.zeros_like(w)}
+        reference, proposed = numpy_rules.sgd_momentum, proposed_sgd_momentum
         config = {"learning_rate": lr, "momentum": rho}
-        naive_state = {"w": w.copy(), "v": np.zeros_like(w)}
-        inplace_state = {"w": w.copy(), "v": np.zeros_like(w)}
 
         def naive() -> None:
-            naive_state["w"], naive_state["v"] = naive_sgd_momentum(naive_state["w"], dw, naive_state["v"], lr, rho)
-
-        def reference() -> None:
-            numpy_rules.sgd_momentum(w, dw, config)
-
-        def inplace() -> None:
-            inplace_sgd_momentum(inplace_state["w"], dw, inplace_state["v"], lr, rho, scratch)
+            _, naive_state["v"] = naive_sgd_momentum(w, dw, naive_state["v"], lr, rho)
 
     else:
-        lr, beta1, beta2, eps = 1e-3, 0.9, 0.999, 1e-8
-        config = {"learning_rate": lr}
-        naive_state = {"w": w.copy(), "m": np.zeros_like(w), "v": np.zeros_like(w), "t": 0}
-        inplace_state = {"w": w.copy(), "m": np.zeros_like(w), "v": np.zeros_like(w), "t": 0}
+        naive_state = {"m": np.zeros_like(w), "v": np.zeros_like(w), "t": 0}
+        reference, proposed = numpy_rules.adam, proposed_adam
+        config = {"learning_rate": lr, "beta1": beta1, "beta2": beta2, "epsilon": eps}
 
         def naive() -> None:
             s = naive_state
             s["t"] += 1
-            s["w"], s["m"], s["v"] = naive_adam(s["w"], dw, s["m"], s["v"], s["t"], lr, beta1, beta2, eps)
+            _, s["m"], s["v"] = naive_adam(w, dw, s["m"], s["v"], s["t"], lr, beta1, beta2, eps)
 
-        def reference() -> None:
-            numpy_rules.adam(w, dw, config)
-
-        def inplace() -> None:
-            s = inplace_state
-            s["t"] += 1
-            inplace_adam(s["w"], dw, s["m"], s["v"], s["t"], lr, beta1, beta2, eps, scratch)
-
-    return {"naive textbook": naive, "cs231n_utils.optim": reference, "fully in-place": inplace}
+    reference_config, proposed_config = dict(config), dict(config)
+    return {
+        "naive textbook": naive,
+        "cs231n_utils.optim": lambda: reference(w, dw, reference_config),
+        "proposed in-place": lambda: proposed(w, dw, proposed_config),
+    }
 
 
 def numpy_table(rule: str, numel: int, seconds: dict[str, float]) -> list[str]:
