@@ -110,8 +110,9 @@ class _ElementwiseOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for index, group in enumerate(self.param_groups):
-            params, grads, states = self._collect(group, index)
+        # collect every group first, so that a bad gradient stops the step before anything changes
+        collected = [self._collect(group, index) for index, group in enumerate(self.param_groups)]
+        for group, (params, grads, states) in zip(self.param_groups, collected):
             if not params:
                 continue
             if group["foreach"] is False:
