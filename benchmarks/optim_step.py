@@ -9,7 +9,9 @@ Every number comes from this run. The candidates are timed round-robin (one step
 next repeat), so that a change in the machine's load hits all of them alike; each time is the
 median over the repeats, after warm-up steps. The bandwidth column counts the floats a step must
 move at least (Adam: read w, g, m, v and write w, m, v = 7 per parameter; SGD with momentum: 5)
-and compares it with a STREAM triad (a = b + s c, 3 floats per element) timed in the same run.
+and compares it with a STREAM triad (a = b + s c, 3 floats per element) timed in the same
+round-robin. Under each Adam table a line checks the targets of issue 3: our multi-tensor step
+at most 1.0x torch.optim's foreach=True time, and at least 60 % (CPU) or 80 % (GPU) of the triad.
 The NumPy part compares the rules of cs231n_utils.optim with the naive textbook form of the same
 formulas (a fresh array for every intermediate) and with a proposed form that keeps their API and
 input checks but writes every intermediate into the output array (no temporaries).
@@ -66,7 +68,12 @@ FULL_DEFAULTS = {
     "warmup": 3,
     "numpy_numel": 10_000_000,
 }
-QUICK_DEFAULTS = {"layout": [Layout(100_000, 10), Layout(100_000, 1)], "repeats": 3, "warmup": 1, "numpy_numel": 100_000}
+QUICK_DEFAULTS = {
+    "layout": [Layout(100_000, 10), Layout(100_000, 1)],
+    "repeats": 3,
+    "warmup": 1,
+    "numpy_numel": 100_000,
+}
 
 
 def time_round_robin(steps: dict[str, Step], repeats: int, warmup: int, sync: Callable[[], None]) -> dict[str, float]:
@@ -132,7 +139,7 @@ def torch_optim_steps(rule: str, params: list[torch.Tensor]) -> dict[str, Step]:
     return {name: optimizer.step for name, optimizer in optimizers.items()}
 
 
-def torch_table(rule: str, layout: Layout, seconds: dict[str, float], itemsize: int) -> list[str]:
+def torch_table(rule: str, layout: Layout, seconds: dict[str, float], itemsize: int, device_type: str) -> list[str]:
     """Rows of times, ratios to each torch.optim variant, and bandwidth as a fraction of the triad's."""
     triad = 3 * layout.numel * itemsize / seconds.pop(TRIAD)
     baselines = [name for name in TORCH_BASELINES if name in seconds]
@@ -143,7 +150,21 @@ def torch_table(rule: str, layout: Layout, seconds: dict[str, float], itemsize: 
         ratios = "".join(f"{value / seconds[b]:>16.2f}" for b in baselines)
         bandwidth = moved / value
         lines.append(f"{name:<22}{value * 1e3:>9.2f}{ratios}{bandwidth / 1e9:>8.1f}{100 * bandwidth / triad:>8.0f}%")
+    if rule == "Adam":
+        lines.append(target_line(seconds, moved / triad, device_type))
     return lines
+
+
+def target_line(seconds: dict[str, float], triad_seconds: float, device_type: str) -> str:
+    """Whether our multi-tensor Adam meets the issue's targets in this run."""
+    ours = seconds["ours foreach=True"]
+    ratio, fraction = ours / seconds["torch foreach=True"], triad_seconds / ours
+    wanted = 0.8 if device_type == "cuda" else 0.6
+    verdict = {True: "met", False: "missed"}
+    return (
+        f"targets: ours foreach=True / torch foreach=True = {ratio:.2f} (<= 1.0 {verdict[ratio <= 1.0]}), "
+        f"{100 * fraction:.0f}% of triad (>= {100 * wanted:.0f}% {verdict[fraction >= wanted]})"
+    )
 
 
 # --- NumPy: the textbook form and a fully in-place form of the two rules -------------------------
@@ -286,10 +307,12 @@ def run(args: argparse.Namespace) -> None:
         for rule in FLOATS_PER_PARAM:
             steps = {**torch_optim_steps(rule, params), TRIAD: triad}
             seconds = time_round_robin(steps, args.repeats, args.warmup, sync)
-            print("\n".join(torch_table(rule, layout, seconds, params[0].element_size())), end="\n\n")
+            table = torch_table(rule, layout, seconds, params[0].element_size(), device.type)
+            print("\n".join(table), end="\n\n")
         del params, triad
     for rule in FLOATS_PER_PARAM:
-        seconds = time_round_robin(numpy_steps(rule, args.numpy_numel, np.float32), args.repeats, args.warmup, lambda: None)
+        steps = numpy_steps(rule, args.numpy_numel, np.float32)
+        seconds = time_round_robin(steps, args.repeats, args.warmup, lambda: None)
         print("\n".join(numpy_table(rule, args.numpy_numel, seconds)), end="\n\n")
 
 
