@@ -18,7 +18,8 @@ Each rule has two implementations that compute the same update:
   with in-place ``torch._foreach_*`` operations. On the CPU it runs the whole chain of operations
   on one cache-sized block of elements at a time (:mod:`cs231n_utils.tensor_blocks`), so that
   memory traffic stays close to the minimum. ``foreach=None`` (the default) picks this path,
-  the faster one in ``benchmarks/optim_step.py``.
+  the faster one in ``benchmarks/optim_step.py`` for large and small models (its many short
+  parallel loops can lose on a CPU that other busy processes share: the benchmark shows it).
 
 Hyperparameters are checked when an optimizer or a parameter group is created and when a
 state dict is loaded: a bad value raises ``ValueError`` naming it. Sparse or complex gradients
@@ -119,7 +120,7 @@ class _ElementwiseOptimizer(torch.optim.Optimizer):
                 for param, grad, state in zip(params, grads, states):
                     self._update_tensor(param, grad, state, group)
                 continue
-            # foreach=None takes this path too: it was the faster one for large and small models alike
+            # foreach=None takes this path too (see the module docstring)
             for members in group_by_device_and_dtype(params).values():
                 self._update_foreach(
                     [params[i] for i in members], [grads[i] for i in members], [states[i] for i in members], group
