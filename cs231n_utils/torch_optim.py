@@ -1,0 +1,428 @@
+r"""The update rules of :mod:`cs231n_utils.optim` as PyTorch optimizers that run on any device.
+
+``SGD``, ``Adagrad``, ``RMSprop``, ``Adam`` and ``AdamW`` subclass :class:`torch.optim.Optimizer`
+and take ``torch.optim``'s argument names and defaults, so they drop into any training loop::
+
+    opt = Adam(model.parameters(), lr=1e-3)
+    loss.backward(); opt.step(); opt.zero_grad()
+
+The state lives next to each parameter (same device and dtype) under ``torch.optim``'s names
+(``momentum_buffer``, ``sum``, ``square_avg``, ``exp_avg``, ``exp_avg_sq``, ``step``), and
+``state_dict()`` / ``load_state_dict()`` work as in ``torch.optim``.
+
+Each rule has two implementations that compute the same update:
+
+* the per-tensor path (``foreach=False``) updates one parameter at a time with the formula written
+  out as in the NumPy reference: it is the one to read;
+* the multi-tensor path (``foreach=True``) updates all parameters of one device and dtype together
+  with in-place ``torch._foreach_*`` operations. On the CPU it runs the whole chain of operations
+  on one cache-sized block of elements at a time (:mod:`cs231n_utils.tensor_blocks`), so that
+  memory traffic stays close to the minimum. ``foreach=None`` (the default) picks this path,
+  the faster one in ``benchmarks/optim_step.py`` for large and small models (its many short
+  parallel loops can lose on a CPU that other busy processes share: the benchmark shows it).
+
+Hyperparameters are checked when an optimizer or a parameter group is created and when a
+state dict is loaded: a bad value raises ``ValueError`` naming it. Sparse or complex gradients
+raise ``RuntimeError`` naming the parameter at the first ``step``.
+
+Notation: :math:`w` parameter, :math:`g` its gradient, :math:`\eta` ``lr``, :math:`\lambda`
+``weight_decay``, :math:`\epsilon` ``eps``, :math:`t` the step count starting at 1.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import torch
+
+from .tensor_blocks import Scratch, block_numel_for, cache_blocks, group_by_device_and_dtype
+from .validation import check_positive, check_unit_interval
+
+__all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
+
+Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
+Check = Callable[[Any, str], Any]
+Closure = Callable[[], Any]
+Group = dict[str, Any]  # a parameter group: "params" and hyperparameters
+State = dict[str, Any]  # one parameter's optimizer state
+Tensors = list[torch.Tensor]
+
+
+def _non_negative(value: Any, name: str) -> float:
+    return check_positive(value, name, allow_zero=True)
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _optional_flag(value: Any, name: str) -> bool | None:
+    return None if value is None else _flag(value, name)
+
+
+def _betas(value: Any, name: str) -> tuple[float, float]:
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ValueError(f"{name} must be a pair (beta1, beta2), got {value!r}")
+    return check_unit_interval(value[0], f"{name}[0]"), check_unit_interval(value[1], f"{name}[1]")
+
+
+class _ElementwiseOptimizer(torch.optim.Optimizer):
+    """What every rule here shares: checks, lazily created zero state, and the choice of path.
+
+    A subclass declares ``_checks`` (hyperparameter name -> validator) and ``_buffer_names`` (the
+    zero-initialised state tensors it needs) and implements ``_update_tensor`` (the rule for one
+    parameter) and ``_update_foreach`` (the same rule for lists of tensors on one device and dtype).
+    """
+
+    _checks: Mapping[str, Check] = {}
+
+    def __init__(self, params: Params, **hyperparameters: Any) -> None:
+        defaults = {name: self._checks[name](value, name) for name, value in hyperparameters.items()}
+        self._check_combination(defaults, "")
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: Group) -> None:
+        """Check the group's own hyperparameters, then add it as :class:`torch.optim.Optimizer` does."""
+        if isinstance(param_group, dict):  # anything else: torch.optim raises its TypeError
+            where = f"param_groups[{len(self.param_groups)}]"
+            for name, check in self._checks.items():
+                if name in param_group:
+                    param_group[name] = check(param_group[name], f"{where}['{name}']")
+            self._check_combination({**self.defaults, **param_group}, f"{where}: ")
+        super().add_param_group(param_group)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Check the saved groups' hyperparameters, then load as :class:`torch.optim.Optimizer` does."""
+        for index, group in enumerate(state_dict.get("param_groups", [])):
+            where = f"state_dict['param_groups'][{index}]"
+            for name, check in self._checks.items():
+                if name in group:
+                    check(group[name], f"{where}['{name}']")
+            self._check_combination({**self.defaults, **group}, f"{where}: ")
+        super().load_state_dict(state_dict)
+
+    @torch.no_grad()
+    def step(self, closure: Closure | None = None) -> Any:
+        """Update every parameter that has a gradient; return ``closure()`` (re-evaluated loss) if given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        # collect every group first, so that a bad gradient stops the step before anything changes
+        collected = [self._collect(group, index) for index, group in enumerate(self.param_groups)]
+        for group, (params, grads, states) in zip(self.param_groups, collected):
+            if not params:
+                continue
+            if group["foreach"] is False:
+                for param, grad, state in zip(params, grads, states):
+                    self._update_tensor(param, grad, state, group)
+                continue
+            # foreach=None takes this path too (see the module docstring)
+            for members in group_by_device_and_dtype(params).values():
+                self._update_foreach(
+                    [params[i] for i in members], [grads[i] for i in members], [states[i] for i in members], group
+                )
+        return loss
+
+    def _collect(self, group: Group, group_index: int) -> tuple[Tensors, Tensors, list[State]]:
+        """The group's parameters that have a gradient, their gradients and their (initialised) state."""
+        params, grads, states = [], [], []
+        for index, param in enumerate(group["params"]):
+            grad = param.grad
+            if grad is None:
+                continue
+            if grad.is_sparse or grad.is_complex():  # a complex parameter has a complex gradient
+                kind = "sparse" if grad.is_sparse else "complex"
+                raise RuntimeError(
+                    f"{type(self).__name__} supports only dense real gradients, but "
+                    f"{_describe_param(group, group_index, index)} has a {kind} "
+                    f"{'gradient' if grad.is_sparse else 'dtype'}"
+                )
+            state = self.state[param]
+            for name in self._buffer_names(group):
+                if name not in state:
+                    state[name] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            params.append(param)
+            grads.append(grad)
+            states.append(state)
+        return params, grads, states
+
+    def _check_combination(self, group: Mapping[str, Any], where: str) -> None:
+        """Checks that involve several hyperparameters (none by default)."""
+
+    def _buffer_names(self, group: Mapping[str, Any]) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def _update_tensor(self, param: torch.Tensor, grad: torch.Tensor, state: State, group: Group) -> None:
+        raise NotImplementedError
+
+    def _update_foreach(self, params: Tensors, grads: Tensors, states: list[State], group: Group) -> None:
+        raise NotImplementedError
+
+
+def _describe_param(group: Mapping[str, Any], group_index: int, index: int) -> str:
+    where = f"param_groups[{group_index}]['params'][{index}]"
+    names = group.get("param_names")
+    return f"{where} ({names[index]!r})" if names else where
+
+
+class SGD(_ElementwiseOptimizer):
+    r"""Stochastic gradient descent with optional momentum, Nesterov momentum and L2 weight decay.
+
+    With the decayed gradient :math:`d_t = g_t + \lambda w_t` and momentum :math:`\rho`:
+
+    .. math::
+        b_{t+1} = \rho\, b_t + d_t, \qquad
+        w_{t+1} = \begin{cases}
+            w_t - \eta\, b_{t+1} & \text{momentum} \\
+            w_t - \eta\, (d_t + \rho\, b_{t+1}) & \text{Nesterov momentum}
+        \end{cases}
+
+    and :math:`w_{t+1} = w_t - \eta\, d_t` when ``momentum=0``. The buffer :math:`b` (state
+    ``momentum_buffer``, zeros at first) is ``torch.optim``'s, in gradient units: the NumPy
+    reference's ``velocity`` is :math:`v = -\eta b`, and both give the same weights while
+    :math:`\eta` stays constant. Equals ``torch.optim.SGD`` (``dampening=0``),
+    ``optim.sgd_momentum`` and ``optim.nesterov_momentum``.
+    """
+
+    _checks = {
+        "lr": _non_negative,
+        "momentum": check_unit_interval,
+        "nesterov": _flag,
+        "weight_decay": _non_negative,
+        "foreach": _optional_flag,
+    }
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        *,
+        foreach: bool | None = None,
+    ) -> None:
+        super().__init__(
+            params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, foreach=foreach
+        )
+
+    def _check_combination(self, group: Mapping[str, Any], where: str) -> None:
+        if group["nesterov"] and group["momentum"] == 0:
+            raise ValueError(f"{where}nesterov=True needs momentum > 0, got momentum={group['momentum']!r}")
+
+    def _buffer_names(self, group: Mapping[str, Any]) -> tuple[str, ...]:
+        return ("momentum_buffer",) if group["momentum"] else ()
+
+    def _update_tensor(self, param: torch.Tensor, grad: torch.Tensor, state: State, group: Group) -> None:
+        lr, rho, decay = group["lr"], group["momentum"], group["weight_decay"]
+        d = grad.add(param, alpha=decay) if decay else grad
+        if not rho:
+            param.add_(d, alpha=-lr)
+            return
+        b = state["momentum_buffer"]
+        b.mul_(rho).add_(d)
+        param.add_(d.add(b, alpha=rho) if group["nesterov"] else b, alpha=-lr)
+
+    def _update_foreach(self, params: Tensors, grads: Tensors, states: list[State], group: Group) -> None:
+        lr, rho, decay, nesterov = group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]
+        operands = [params, grads]
+        if rho:
+            operands.append([state["momentum_buffer"] for state in states])
+        for block, _ in cache_blocks(operands, block_numel_for(params[0])):
+            w, g = block[0], block[1]
+            d = torch._foreach_add(g, w, alpha=decay) if decay else g
+            if not rho:
+                torch._foreach_add_(w, d, alpha=-lr)
+                continue
+            b = block[2]
+            torch._foreach_mul_(b, rho)
+            torch._foreach_add_(b, d)
+            if nesterov:
+                torch._foreach_add_(w, d, alpha=-lr)
+            torch._foreach_add_(w, b, alpha=-lr * rho if nesterov else -lr)
+
+
+class Adagrad(_ElementwiseOptimizer):
+    r"""AdaGrad: each coordinate's step is divided by the root of its summed squared gradients.
+
+    .. math::
+        s_{t+1} = s_t + g_t^2, \qquad w_{t+1} = w_t - \eta\, \frac{g_t}{\sqrt{s_{t+1}} + \epsilon}
+
+    State ``sum`` (zeros at first). Equals ``torch.optim.Adagrad`` (``lr_decay=0``,
+    ``weight_decay=0``, ``initial_accumulator_value=0``) and ``optim.adagrad`` with
+    ``epsilon=eps`` (mind the defaults: ``eps=1e-10`` here and in torch, ``1e-8`` in the NumPy rule).
+    """
+
+    _checks = {"lr": _non_negative, "eps": _non_negative, "foreach": _optional_flag}
+
+    def __init__(self, params: Params, lr: float = 1e-2, eps: float = 1e-10, *, foreach: bool | None = None) -> None:
+        super().__init__(params, lr=lr, eps=eps, foreach=foreach)
+
+    def _buffer_names(self, group: Mapping[str, Any]) -> tuple[str, ...]:
+        return ("sum",)
+
+    def _update_tensor(self, param: torch.Tensor, grad: torch.Tensor, state: State, group: Group) -> None:
+        s = state["sum"]
+        s.addcmul_(grad, grad)
+        param.addcdiv_(grad, s.sqrt().add_(group["eps"]), value=-group["lr"])
+
+    def _update_foreach(self, params: Tensors, grads: Tensors, states: list[State], group: Group) -> None:
+        sums, scratch = [state["sum"] for state in states], Scratch()
+        for (w, g, s), _ in cache_blocks([params, grads, sums], block_numel_for(params[0])):
+            torch._foreach_addcmul_(s, g, g)
+            denom = scratch.sqrt(s)
+            torch._foreach_add_(denom, group["eps"])
+            torch._foreach_addcdiv_(w, g, denom, -group["lr"])
+
+
+class RMSprop(_ElementwiseOptimizer):
+    r"""RMSProp: AdaGrad with a leaky (exponentially decaying) average of squared gradients.
+
+    .. math::
+        a_{t+1} = \alpha\, a_t + (1 - \alpha)\, g_t^2, \qquad
+        w_{t+1} = w_t - \eta\, \frac{g_t}{\sqrt{a_{t+1}} + \epsilon}
+
+    State ``square_avg`` (zeros at first). Equals ``torch.optim.RMSprop`` (``momentum=0``,
+    ``centered=False``, ``weight_decay=0``) and ``optim.rmsprop`` with ``decay_rate=alpha``,
+    ``epsilon=eps``.
+    """
+
+    _checks = {"lr": _non_negative, "alpha": check_unit_interval, "eps": _non_negative, "foreach": _optional_flag}
+
+    def __init__(
+        self, params: Params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, *, foreach: bool | None = None
+    ) -> None:
+        super().__init__(params, lr=lr, alpha=alpha, eps=eps, foreach=foreach)
+
+    def _buffer_names(self, group: Mapping[str, Any]) -> tuple[str, ...]:
+        return ("square_avg",)
+
+    def _update_tensor(self, param: torch.Tensor, grad: torch.Tensor, state: State, group: Group) -> None:
+        alpha, a = group["alpha"], state["square_avg"]
+        a.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
+        param.addcdiv_(grad, a.sqrt().add_(group["eps"]), value=-group["lr"])
+
+    def _update_foreach(self, params: Tensors, grads: Tensors, states: list[State], group: Group) -> None:
+        alpha = group["alpha"]
+        averages, scratch = [state["square_avg"] for state in states], Scratch()
+        for (w, g, a), _ in cache_blocks([params, grads, averages], block_numel_for(params[0])):
+            torch._foreach_mul_(a, alpha)
+            torch._foreach_addcmul_(a, g, g, 1 - alpha)
+            denom = scratch.sqrt(a)
+            torch._foreach_add_(denom, group["eps"])
+            torch._foreach_addcdiv_(w, g, denom, -group["lr"])
+
+
+class Adam(_ElementwiseOptimizer):
+    r"""Adam: momentum's first moment and RMSProp's second moment, both bias-corrected.
+
+    With :math:`d_t = g_t + \lambda w_t` (L2 weight decay, added to the gradient):
+
+    .. math::
+        m_t = \beta_1 m_{t-1} + (1 - \beta_1)\, d_t, \qquad
+        v_t = \beta_2 v_{t-1} + (1 - \beta_2)\, d_t^2, \\
+        w_t = w_{t-1} - \eta\, \frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}, \qquad
+        \hat m_t = \frac{m_t}{1 - \beta_1^t}, \quad \hat v_t = \frac{v_t}{1 - \beta_2^t}.
+
+    State ``exp_avg`` (:math:`m`), ``exp_avg_sq`` (:math:`v`), zeros at first, and ``step``
+    (:math:`t`, a Python int). The multi-tensor path uses the equal form
+    :math:`\frac{\hat m}{\sqrt{\hat v} + \epsilon} = \frac{\sqrt{1 - \beta_2^t}}{1 - \beta_1^t}
+    \cdot \frac{m}{\sqrt{v} + \epsilon \sqrt{1 - \beta_2^t}}`, which saves a pass over :math:`v`.
+    Equals ``torch.optim.Adam`` (``amsgrad=False``) and ``optim.adam`` with ``beta1, beta2 = betas``,
+    ``epsilon=eps``.
+    """
+
+    _decoupled_weight_decay = False
+    _checks = {
+        "lr": _non_negative,
+        "betas": _betas,
+        "eps": _non_negative,
+        "weight_decay": _non_negative,
+        "foreach": _optional_flag,
+    }
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        *,
+        foreach: bool | None = None,
+    ) -> None:
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach)
+
+    def _buffer_names(self, group: Mapping[str, Any]) -> tuple[str, ...]:
+        return ("exp_avg", "exp_avg_sq")
+
+    @staticmethod
+    def _advance_step(state: State) -> int:
+        """Increment and return :math:`t` (a 0-d tensor from a ``torch.optim`` checkpoint is accepted)."""
+        state["step"] = int(state.get("step", 0)) + 1
+        return state["step"]
+
+    def _update_tensor(self, param: torch.Tensor, grad: torch.Tensor, state: State, group: Group) -> None:
+        (beta1, beta2), lr, decay = group["betas"], group["lr"], group["weight_decay"]
+        t = self._advance_step(state)
+        if decay and self._decoupled_weight_decay:
+            param.mul_(1 - lr * decay)
+        elif decay:
+            grad = grad.add(param, alpha=decay)
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m.mul_(beta1).add_(grad, alpha=1 - beta1)
+        v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        m_hat = m / (1 - beta1**t)
+        v_hat = v / (1 - beta2**t)
+        param.addcdiv_(m_hat, v_hat.sqrt().add_(group["eps"]), value=-lr)
+
+    def _update_foreach(self, params: Tensors, grads: Tensors, states: list[State], group: Group) -> None:
+        (beta1, beta2), lr, decay = group["betas"], group["lr"], group["weight_decay"]
+        root_corrections, step_sizes = [], []
+        for state in states:  # parameters may have taken different numbers of steps
+            t = self._advance_step(state)
+            root_corrections.append(math.sqrt(1 - beta2**t))
+            step_sizes.append(-lr * root_corrections[-1] / (1 - beta1**t))
+        eps = [group["eps"] * root for root in root_corrections]
+        firsts = [state["exp_avg"] for state in states]
+        seconds = [state["exp_avg_sq"] for state in states]
+        scratch = Scratch()
+        for (w, g, m, v), owners in cache_blocks([params, grads, firsts, seconds], block_numel_for(params[0])):
+            if decay and self._decoupled_weight_decay:
+                torch._foreach_mul_(w, 1 - lr * decay)
+            elif decay:
+                g = torch._foreach_add(g, w, alpha=decay)
+            torch._foreach_lerp_(m, g, 1 - beta1)
+            torch._foreach_mul_(v, beta2)
+            torch._foreach_addcmul_(v, g, g, 1 - beta2)
+            denom = scratch.sqrt(v)
+            torch._foreach_add_(denom, [eps[i] for i in owners])
+            torch._foreach_addcdiv_(w, m, denom, [step_sizes[i] for i in owners])
+
+
+class AdamW(Adam):
+    r"""Adam with decoupled weight decay: the decay shrinks the weights instead of entering the moments.
+
+    .. math:: w \leftarrow (1 - \eta\lambda)\, w, \quad\text{then the Adam step with } d_t = g_t.
+
+    Same arguments as :class:`Adam`, but ``weight_decay`` defaults to ``1e-2`` as in
+    ``torch.optim.AdamW``, which this equals.
+    """
+
+    _decoupled_weight_decay = True
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        *,
+        foreach: bool | None = None,
+    ) -> None:
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach)

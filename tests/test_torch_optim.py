@@ -1,0 +1,427 @@
+"""cs231n_utils.torch_optim against torch.optim and the NumPy rules, plus its checks and helpers.
+
+References are independent of the code under test: torch.optim's own optimizers, the NumPy rules
+of cs231n_utils.optim, and plain bookkeeping (tensor_blocks must cover every element exactly once).
+Comparisons run in float64, where both sides agree to rounding.
+"""
+from __future__ import annotations
+
+import copy
+import importlib.util
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cs231n_utils import optim as numpy_rules
+from cs231n_utils import tensor_blocks, torch_optim
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = 100
+
+# (our class, torch.optim class, keyword arguments both take)
+TORCH_PAIRS = {
+    "sgd": (torch_optim.SGD, torch.optim.SGD, {"lr": 0.1}),
+    "sgd-momentum": (torch_optim.SGD, torch.optim.SGD, {"lr": 0.05, "momentum": 0.9}),
+    "sgd-momentum-decay": (torch_optim.SGD, torch.optim.SGD, {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.01}),
+    "sgd-nesterov-decay": (
+        torch_optim.SGD, torch.optim.SGD, {"lr": 0.05, "momentum": 0.8, "nesterov": True, "weight_decay": 0.01}
+    ),
+    "sgd-decay": (torch_optim.SGD, torch.optim.SGD, {"lr": 0.1, "weight_decay": 0.05}),
+    "adagrad": (torch_optim.Adagrad, torch.optim.Adagrad, {"lr": 0.1}),
+    "rmsprop": (torch_optim.RMSprop, torch.optim.RMSprop, {"lr": 0.01, "alpha": 0.9}),
+    "adam": (torch_optim.Adam, torch.optim.Adam, {"lr": 0.01}),
+    "adam-decay": (torch_optim.Adam, torch.optim.Adam, {"lr": 0.01, "betas": (0.8, 0.99), "weight_decay": 0.1}),
+    "adamw": (torch_optim.AdamW, torch.optim.AdamW, {"lr": 0.01, "weight_decay": 0.1}),
+    "adamw-defaults": (torch_optim.AdamW, torch.optim.AdamW, {}),
+}
+FOREACH = [pytest.param(False, id="per-tensor"), pytest.param(True, id="foreach")]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny tensors gain nothing from threads, and on a loaded 2-core machine waiting for a
+    descheduled OpenMP thread made a 100-step test take 10 s instead of 0.05 s."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_model(device: str = "cpu", dtype: torch.dtype = torch.float64) -> torch.nn.Module:
+    """The same small MLP every time it is called."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+    return model.to(device=device, dtype=dtype)
+
+
+def make_data(device: str = "cpu", dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(64, 6, generator=generator, dtype=dtype)
+    y = torch.randint(0, 3, (64,), generator=generator)
+    return x.to(device), y.to(device)
+
+
+def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, steps: int, data) -> None:
+    x, y = data
+    for _ in range(steps):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+
+def flat_params(model: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def assert_same_training(ours: type, theirs: type, kwargs: dict, foreach: bool, device: str = "cpu") -> None:
+    data = make_data(device)
+    expected_model, model = make_model(device), make_model(device)
+    train(expected_model, theirs(expected_model.parameters(), **kwargs), STEPS, data)
+    train(model, ours(model.parameters(), foreach=foreach, **kwargs), STEPS, data)
+    assert not torch.equal(flat_params(model), flat_params(make_model(device)))  # it did train
+    torch.testing.assert_close(flat_params(model), flat_params(expected_model), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("foreach", FOREACH)
+@pytest.mark.parametrize("case", list(TORCH_PAIRS))
+def test_matches_torch_optim_over_100_steps(case: str, foreach: bool) -> None:
+    ours, theirs, kwargs = TORCH_PAIRS[case]
+    assert_same_training(ours, theirs, kwargs, foreach)
+
+
+@pytest.mark.parametrize("case", ["sgd-nesterov-decay", "rmsprop", "adam-decay", "adamw"])
+def test_foreach_matches_torch_when_tensors_are_cut_into_blocks(case: str, monkeypatch) -> None:
+    # 40-byte blocks: the MLP's tensors are cut into 5-element slices and small ones packed together.
+    monkeypatch.setattr(tensor_blocks, "CPU_BLOCK_BYTES", 40)
+    ours, theirs, kwargs = TORCH_PAIRS[case]
+    assert_same_training(ours, theirs, kwargs, foreach=True)
+
+
+# (our class and kwargs, NumPy rule and its config) for the same update
+NUMPY_PAIRS = {
+    "sgd": (torch_optim.SGD, {"lr": 0.1}, numpy_rules.sgd, {"learning_rate": 0.1}),
+    "sgd_momentum": (
+        torch_optim.SGD, {"lr": 0.05, "momentum": 0.9}, numpy_rules.sgd_momentum,
+        {"learning_rate": 0.05, "momentum": 0.9},
+    ),
+    "nesterov_momentum": (
+        torch_optim.SGD, {"lr": 0.05, "momentum": 0.8, "nesterov": True}, numpy_rules.nesterov_momentum,
+        {"learning_rate": 0.05, "momentum": 0.8},
+    ),
+    "adagrad": (
+        torch_optim.Adagrad, {"lr": 0.1, "eps": 1e-8}, numpy_rules.adagrad, {"learning_rate": 0.1, "epsilon": 1e-8}
+    ),
+    "rmsprop": (
+        torch_optim.RMSprop, {"lr": 0.01, "alpha": 0.95, "eps": 1e-7}, numpy_rules.rmsprop,
+        {"learning_rate": 0.01, "decay_rate": 0.95, "epsilon": 1e-7},
+    ),
+    "adam": (
+        torch_optim.Adam, {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-7}, numpy_rules.adam,
+        {"learning_rate": 0.01, "beta1": 0.8, "beta2": 0.99, "epsilon": 1e-7},
+    ),
+}
+
+
+@pytest.mark.parametrize("foreach", FOREACH)
+@pytest.mark.parametrize("rule", list(NUMPY_PAIRS))
+def test_matches_numpy_rule_on_the_same_gradients(rule: str, foreach: bool) -> None:
+    ours, kwargs, numpy_rule, config = NUMPY_PAIRS[rule]
+    config = dict(config)  # the rule stores its state in the config
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((5, 4))
+    gradients = rng.standard_normal((50, 5, 4)) * np.linspace(0.01, 3, 50)[:, None, None]
+    param = torch.tensor(w, requires_grad=True)
+    optimizer = ours([param], foreach=foreach, **kwargs)
+    for dw in gradients:
+        w, config = numpy_rule(w, dw, config)
+        param.grad = torch.from_numpy(dw)
+        optimizer.step()
+    np.testing.assert_allclose(param.detach().numpy(), w, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("foreach", FOREACH)
+@pytest.mark.parametrize("case", ["sgd-nesterov-decay", "adagrad", "rmsprop", "adam-decay", "adamw"])
+def test_state_dict_round_trip_resumes_identically(case: str, foreach: bool) -> None:
+    ours, _, kwargs = TORCH_PAIRS[case]
+    data = make_data()
+    model = make_model()
+    optimizer = ours(model.parameters(), foreach=foreach, **kwargs)
+    train(model, optimizer, 10, data)
+    checkpoint = io.BytesIO()
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, checkpoint)
+    train(model, optimizer, 10, data)
+
+    checkpoint.seek(0)
+    saved = torch.load(checkpoint)
+    resumed_model = make_model()
+    resumed_model.load_state_dict(saved["model"])
+    resumed = ours(resumed_model.parameters(), foreach=foreach, **kwargs)
+    resumed.load_state_dict(saved["optimizer"])
+    train(resumed_model, resumed, 10, data)
+    assert torch.equal(flat_params(resumed_model), flat_params(model))
+
+
+@pytest.mark.parametrize("case", ["sgd-momentum-decay", "adagrad", "rmsprop", "adam-decay", "adamw"])
+def test_resumes_from_a_torch_optim_checkpoint(case: str) -> None:
+    ours, theirs, kwargs = TORCH_PAIRS[case]
+    data = make_data()
+    expected_model, model = make_model(), make_model()
+    expected = theirs(expected_model.parameters(), **kwargs)
+    train(expected_model, expected, 10, data)
+    model.load_state_dict(expected_model.state_dict())
+    optimizer = ours(model.parameters(), **kwargs)
+    optimizer.load_state_dict(copy.deepcopy(expected.state_dict()))  # a state_dict shares the live tensors
+    train(expected_model, expected, 20, data)
+    train(model, optimizer, 20, data)
+    torch.testing.assert_close(flat_params(model), flat_params(expected_model), atol=1e-9, rtol=1e-9)
+
+
+@pytest.mark.parametrize("foreach", FOREACH)
+@pytest.mark.parametrize("case", ["sgd-momentum", "adagrad", "rmsprop", "adam", "adamw"])
+def test_param_groups_with_different_learning_rates(case: str, foreach: bool) -> None:
+    ours, theirs, kwargs = TORCH_PAIRS[case]
+    data = make_data()
+    base_lr = kwargs.get("lr", 1e-3)
+
+    def groups(model):
+        return [
+            {"params": model[0].parameters(), "lr": 10 * base_lr},
+            {"params": model[2].parameters()},
+        ]
+
+    expected_model, model = make_model(), make_model()
+    train(expected_model, theirs(groups(expected_model), **kwargs), STEPS, data)
+    optimizer = ours(groups(model), foreach=foreach, **kwargs)
+    assert [group["lr"] for group in optimizer.param_groups] == [10 * base_lr, base_lr]
+    train(model, optimizer, STEPS, data)
+    torch.testing.assert_close(flat_params(model), flat_params(expected_model), atol=1e-6, rtol=1e-6)
+
+
+def test_foreach_handles_mixed_dtypes_like_the_per_tensor_path() -> None:
+    generator = torch.Generator().manual_seed(3)
+    values = [torch.randn(7, generator=generator, dtype=dtype) for dtype in (torch.float32, torch.float64) * 2]
+    grads = [[torch.randn(7, generator=generator, dtype=v.dtype) for v in values] for _ in range(5)]
+    results = []
+    for foreach in (False, True):
+        params = [v.clone().requires_grad_() for v in values]
+        optimizer = torch_optim.Adam(params, lr=0.1, foreach=foreach)
+        for step_grads in grads:
+            for param, grad in zip(params, step_grads):
+                param.grad = grad
+            optimizer.step()
+        assert [optimizer.state[p]["exp_avg"].dtype for p in params] == [v.dtype for v in values]
+        results.append(params)
+    for per_tensor, foreach in zip(*results):
+        torch.testing.assert_close(foreach, per_tensor)
+
+
+@pytest.mark.parametrize("foreach", FOREACH)
+def test_parameters_without_gradient_are_left_alone(foreach: bool) -> None:
+    used, unused = torch.ones(3, requires_grad=True), torch.ones(3, requires_grad=True)
+    optimizer = torch_optim.Adam([used, unused], lr=0.1, foreach=foreach)
+    used.grad = torch.ones(3)
+    optimizer.step()
+    assert torch.equal(unused, torch.ones(3)) and unused not in optimizer.state
+    assert optimizer.state[used]["step"] == 1 and not torch.equal(used, torch.ones(3))
+
+
+def test_step_evaluates_the_closure_with_gradients_enabled() -> None:
+    model, data = make_model(), make_data()
+    optimizer = torch_optim.SGD(model.parameters(), lr=0.1)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(data[0]), data[1])
+        loss.backward()
+        return loss
+
+    before = flat_params(model)
+    loss = optimizer.step(closure)
+    assert isinstance(loss, torch.Tensor) and loss.requires_grad
+    assert not torch.equal(flat_params(model), before)
+
+
+BAD_HYPERPARAMETERS = [
+    (torch_optim.SGD, {"lr": -0.1}, "lr"),
+    (torch_optim.SGD, {"lr": float("nan")}, "lr"),
+    (torch_optim.SGD, {"lr": "0.1"}, "lr"),
+    (torch_optim.SGD, {"lr": 0.1, "momentum": 1.0}, "momentum"),
+    (torch_optim.SGD, {"lr": 0.1, "momentum": -0.5}, "momentum"),
+    (torch_optim.SGD, {"lr": 0.1, "nesterov": True}, "nesterov"),
+    (torch_optim.SGD, {"lr": 0.1, "nesterov": 1, "momentum": 0.9}, "nesterov"),
+    (torch_optim.SGD, {"lr": 0.1, "weight_decay": -1e-4}, "weight_decay"),
+    (torch_optim.SGD, {"lr": 0.1, "foreach": "yes"}, "foreach"),
+    (torch_optim.Adagrad, {"eps": -1e-10}, "eps"),
+    (torch_optim.Adagrad, {"lr": float("inf")}, "lr"),
+    (torch_optim.RMSprop, {"alpha": 1.0}, "alpha"),
+    (torch_optim.RMSprop, {"eps": -1.0}, "eps"),
+    (torch_optim.Adam, {"betas": (1.0, 0.999)}, r"betas\[0\]"),
+    (torch_optim.Adam, {"betas": (0.9, -0.1)}, r"betas\[1\]"),
+    (torch_optim.Adam, {"betas": 0.9}, "betas"),
+    (torch_optim.Adam, {"eps": -1e-8}, "eps"),
+    (torch_optim.Adam, {"weight_decay": -0.1}, "weight_decay"),
+    (torch_optim.AdamW, {"lr": -1e-3}, "lr"),
+    (torch_optim.AdamW, {"weight_decay": float("nan")}, "weight_decay"),
+]
+
+
+@pytest.mark.parametrize(("cls", "kwargs", "name"), BAD_HYPERPARAMETERS)
+def test_bad_hyperparameters_raise_naming_the_argument(cls: type, kwargs: dict, name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        cls([torch.zeros(2, requires_grad=True)], **kwargs)
+
+
+def test_bad_hyperparameter_in_a_param_group_raises_naming_the_group() -> None:
+    optimizer = torch_optim.Adam([torch.zeros(2, requires_grad=True)])
+    with pytest.raises(ValueError, match=r"param_groups\[1\]\['lr'\]"):
+        optimizer.add_param_group({"params": [torch.zeros(2, requires_grad=True)], "lr": -1.0})
+    with pytest.raises(ValueError, match=r"param_groups\[0\]\['betas'\]\[1\]"):
+        torch_optim.Adam([{"params": [torch.zeros(2, requires_grad=True)], "betas": (0.9, 1.5)}])
+    assert len(optimizer.param_groups) == 1
+
+
+def test_loading_a_state_dict_with_bad_hyperparameters_raises() -> None:
+    optimizer = torch_optim.SGD([torch.zeros(2, requires_grad=True)], lr=0.1, momentum=0.9)
+    saved = optimizer.state_dict()
+    saved["param_groups"][0]["momentum"] = 2.0
+    with pytest.raises(ValueError, match="momentum"):
+        optimizer.load_state_dict(saved)
+    assert optimizer.param_groups[0]["momentum"] == 0.9
+
+
+ALL_OPTIMIZERS = [
+    pytest.param(lambda params, foreach: cls(params, lr=0.1, foreach=foreach), id=cls.__name__)
+    for cls in (torch_optim.SGD, torch_optim.Adagrad, torch_optim.RMSprop, torch_optim.Adam, torch_optim.AdamW)
+]
+
+
+@pytest.mark.parametrize("foreach", FOREACH)
+@pytest.mark.parametrize("make_optimizer", ALL_OPTIMIZERS)
+def test_sparse_gradient_raises_naming_the_parameter(make_optimizer, foreach: bool) -> None:
+    dense, embedding = torch.zeros(2, requires_grad=True), torch.zeros(4, 3, requires_grad=True)
+    no_grad = torch.zeros(1, requires_grad=True)
+    optimizer = make_optimizer([{"params": [dense]}, {"params": [no_grad, embedding]}], foreach)
+    dense.grad = torch.ones(2)
+    embedding.grad = torch.sparse_coo_tensor([[1, 3]], torch.ones(2, 3), (4, 3), check_invariants=True)
+    with pytest.raises(RuntimeError, match=r"param_groups\[1\]\['params'\]\[1\] has a sparse gradient"):
+        optimizer.step()
+    assert torch.equal(dense, torch.zeros(2))  # nothing was updated
+
+
+@pytest.mark.parametrize("make_optimizer", ALL_OPTIMIZERS)
+def test_complex_parameter_raises_naming_the_parameter(make_optimizer) -> None:
+    param = torch.zeros(3, dtype=torch.complex128, requires_grad=True)
+    optimizer = make_optimizer([("weights", param)], True)
+    param.grad = torch.ones(3, dtype=torch.complex128)
+    with pytest.raises(RuntimeError, match=r"param_groups\[0\]\['params'\]\[0\] \('weights'\).*complex"):
+        optimizer.step()
+
+
+def test_cache_blocks_cover_every_element_once_and_write_through() -> None:
+    shapes = [(3, 4), (25,), (1,), (2, 2, 2), (0,), (40,)]
+    params = [torch.zeros(shape) for shape in shapes]
+    grads = [torch.arange(p.numel(), dtype=torch.float32).reshape(p.shape) + 100 * i for i, p in enumerate(params)]
+    seen = [0] * len(shapes)
+    for (p_pieces, g_pieces), owners in tensor_blocks.cache_blocks([params, grads], block_numel=10):
+        assert sum(piece.numel() for piece in p_pieces) <= 10
+        assert len(p_pieces) == len(g_pieces) == len(owners)
+        for p_piece, g_piece, owner in zip(p_pieces, g_pieces, owners):
+            assert p_piece.shape == g_piece.shape
+            p_piece.add_(g_piece + 1)  # each element is written exactly once if blocks don't overlap
+            seen[owner] += p_piece.numel()
+    assert seen == [p.numel() for p in params]
+    for param, grad in zip(params, grads):
+        assert torch.equal(param, grad + 1)
+
+
+def test_cache_blocks_keep_non_contiguous_tensors_whole() -> None:
+    transposed = torch.zeros(6, 5).t()
+    blocks = list(tensor_blocks.cache_blocks([[transposed], [torch.zeros(5, 6)]], block_numel=4))
+    assert len(blocks) == 1 and blocks[0][0][0][0] is transposed and blocks[0][1] == [0]
+
+
+def test_cache_blocks_without_block_size_yield_one_block_and_reject_bad_input() -> None:
+    tensors = [torch.zeros(5), torch.zeros(7)]
+    assert [(len(b[0]), owners) for b, owners in tensor_blocks.cache_blocks([tensors], None)] == [(2, [0, 1])]
+    with pytest.raises(ValueError, match="tensor_lists"):
+        list(tensor_blocks.cache_blocks([tensors, tensors[:1]], 4))
+    with pytest.raises(ValueError, match="block_numel"):
+        list(tensor_blocks.cache_blocks([tensors], 0))
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("optim_step", ROOT / "benchmarks" / "optim_step.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("rule", ["sgd_momentum", "adam"])
+def test_benchmark_numpy_forms_compute_the_reference_rule(rule: str) -> None:
+    bench = load_benchmark()
+    rng = np.random.default_rng(4)
+    w = w_naive = w_proposed = rng.standard_normal(30)
+    m, v = np.zeros(30), np.zeros(30)
+    config, proposed_config = {"learning_rate": 0.01}, {"learning_rate": 0.01}
+    for t in range(1, 6):
+        dw = rng.standard_normal(30)
+        w, config = getattr(numpy_rules, rule)(w, dw, config)
+        w_proposed, proposed_config = getattr(bench, f"proposed_{rule}")(w_proposed, dw, proposed_config)
+        if rule == "adam":
+            w_naive, m, v = bench.naive_adam(w_naive, dw, m, v, t, 0.01, 0.9, 0.999, 1e-8)
+        else:
+            w_naive, v = bench.naive_sgd_momentum(w_naive, dw, v, 0.01, 0.9)
+    np.testing.assert_allclose(w_naive, w, rtol=1e-12)
+    np.testing.assert_allclose(w_proposed, w, rtol=1e-12)
+
+
+def test_benchmark_quick_run_prints_every_table(capsys) -> None:
+    bench = load_benchmark()
+    threads = torch.get_num_threads()
+    args = ["--quick", "--layout", "3000:3", "--layout", "2000:1", "--numpy-numel", "1000", "--threads", "1"]
+    assert bench.main(args) == 0
+    assert torch.get_num_threads() == threads
+    out = capsys.readouterr().out
+    for title in ("Adam, 3,000 params in 3 tensors", "SGD-momentum, 2,000 params in 1 tensor", "NumPy Adam"):
+        assert title in out
+    assert out.count("\nours foreach=True ") == 4 and out.count("\ntargets: ") == 2
+    assert out.count("\nproposed in-place ") == 2
+
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("foreach", FOREACH)
+@pytest.mark.parametrize("case", ["sgd-nesterov-decay", "adagrad", "rmsprop", "adam-decay", "adamw"])
+def test_matches_torch_optim_on_gpu(case: str, foreach: bool) -> None:
+    ours, theirs, kwargs = TORCH_PAIRS[case]
+    assert_same_training(ours, theirs, kwargs, foreach, device="cuda")
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("foreach", FOREACH)
+def test_gpu_state_lives_on_the_gpu_and_loads_from_a_cpu_checkpoint(foreach: bool) -> None:
+    data = make_data()
+    cpu_model = make_model()
+    cpu_optimizer = torch_optim.Adam(cpu_model.parameters(), lr=0.01, foreach=foreach)
+    train(cpu_model, cpu_optimizer, 5, data)
+
+    model = make_model("cuda")
+    model.load_state_dict(cpu_model.state_dict())
+    optimizer = torch_optim.Adam(model.parameters(), lr=0.01, foreach=foreach)
+    optimizer.load_state_dict(cpu_optimizer.state_dict())
+    for param in model.parameters():
+        assert optimizer.state[param]["exp_avg"].device == param.device
+    train(cpu_model, cpu_optimizer, 5, data)
+    train(model, optimizer, 5, make_data("cuda"))
+    for param in model.parameters():
+        assert optimizer.state[param]["exp_avg_sq"].device.type == "cuda"
+    torch.testing.assert_close(flat_params(model).cpu(), flat_params(cpu_model), atol=1e-9, rtol=1e-9)
