@@ -79,13 +79,15 @@ def describe_config(config: Config | None) -> str:
 def make_trials(spec: RuleSpec, rng: np.random.Generator, count: int, steps: int, *, defaults: bool) -> list[Trial]:
     """``count`` trials of ``steps`` gradients each, with random shapes (1 to 3 axes of 1 to 5).
 
-    Gradient entries have magnitudes spread over 1e-3 .. 10 (fixed per coordinate), so adaptive
-    rules see both small and large coordinates. ``defaults=True`` gives ``config=None``.
+    Gradient entries have magnitudes spread log-uniformly over 1e-4 .. 10 (fixed per coordinate),
+    and the first coordinate always has magnitude 1e-4, so every trial shows adaptive rules a
+    gradient whose square is comparable to epsilon. ``defaults=True`` gives ``config=None``.
     """
     trials = []
     for _ in range(count):
         shape = tuple(int(n) for n in rng.integers(1, 6, size=rng.integers(1, 4)))
-        magnitude = 10 ** rng.uniform(-3, 1, size=shape)
+        magnitude = 10 ** rng.uniform(-4, 1, size=shape)
+        magnitude.flat[0] = 1e-4
         grads = tuple(magnitude * rng.standard_normal(shape) for _ in range(steps))
         config = None if defaults else spec.sample_config(rng)
         trials.append(Trial(rng.standard_normal(shape), grads, config))

@@ -212,7 +212,7 @@ def _likely_mistakes(spec: RuleSpec, groups: list[_Group], runs: list[_Run]) -> 
 
 
 def _builds_on_reference(student_class: type) -> str | None:
-    for base in student_class.__mro__[1:]:
+    for base in student_class.__mro__:
         module = getattr(base, "__module__", "")
         if base is torch.optim.Optimizer or not (module.startswith("torch.optim") or module.startswith("cs231n_utils")):
             continue
