@@ -123,7 +123,8 @@ def _run(student_class: type, spec: RuleSpec, groups: list[_Group], steps: int, 
         optimizer = build(arguments)
         for k in range(steps):
             if k == reload_at:
-                state = copy.deepcopy(optimizer.state_dict())
+                with quiet(), watch:
+                    state = copy.deepcopy(optimizer.state_dict())
                 with torch.no_grad():
                     params = [[torch.nn.Parameter(p.detach().clone()) for p in ps] for ps in params]
                 arguments = params[0] if len(groups) == 1 else [{"params": p, **_torch_kwargs(spec, g.config)}
@@ -141,7 +142,7 @@ def _run(student_class: type, spec: RuleSpec, groups: list[_Group], steps: int, 
                 with quiet(), watch:
                     optimizer.step()
             for ps, gs in zip(params, grads):
-                if any(not torch.equal(p.grad, g) for p, g in zip(ps, gs)) and run.grad_changed is None:
+                if any(p.grad is None or not torch.equal(p.grad, g) for p, g in zip(ps, gs)) and run.grad_changed is None:
                     run.grad_changed = f"step {k + 1} changed p.grad"
             run.positions.append([p.detach().numpy().copy() for ps in params for p in ps])
     except NotImplementedError:
