@@ -77,6 +77,25 @@ def test_reference_hidden_in_partial_or_torch_is_refused():
     assert report.fraction == 0 and "sgd.py" in report.zero_reason
 
 
+def test_switching_the_watch_off_or_using_a_thread_is_refused():
+    def switches_off(w, dw, config=None):
+        sys.setprofile(None)
+        return optim.sgd(w, dw, config)
+
+    assert "switched off" in check_update_rule(switches_off, "sgd").zero_reason
+
+    def in_a_thread(w, dw, config=None):
+        import threading
+
+        result = []
+        worker = threading.Thread(target=lambda: result.append(optim.sgd(w, dw, config)))
+        worker.start()
+        worker.join()
+        return result[0]
+
+    assert "optim.py:sgd" in check_update_rule(in_a_thread, "sgd").zero_reason
+
+
 def test_not_implemented_gets_zero_with_message():
     def adam(w, dw, config=None):
         raise NotImplementedError()

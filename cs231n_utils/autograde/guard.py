@@ -10,14 +10,17 @@ a reference file:
 - every module of ``torch/optim/`` except ``optimizer.py`` (the base class students subclass)
   and ``__init__.py``, i.e. torch's own implementations of the update rules.
 
-Limitation: only Python-level code is seen. A student who calls a private compiled kernel
-directly (e.g. ``torch._fused_adam_``) is not detected.
+Threads started by the student's code are watched too, and code that replaces or removes the
+profiler (``sys.setprofile``) is itself reported. Limitation: only Python-level code is seen; a
+student who calls a private compiled kernel directly (e.g. ``torch._fused_adam_``) is not
+detected.
 """
 from __future__ import annotations
 
 import importlib.util
 import os
 import sys
+import threading
 from functools import lru_cache
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -63,6 +66,7 @@ class ReferenceWatch:
     def __init__(self) -> None:
         self.calls: list[str] = []
         self._previous: Any = None
+        self._previous_threading: Any = None
 
     @property
     def triggered(self) -> bool:
@@ -76,15 +80,19 @@ class ReferenceWatch:
                 self.calls.append(name)
 
     def __enter__(self) -> "ReferenceWatch":
-        self._previous = sys.getprofile()
+        self._previous, self._previous_threading = sys.getprofile(), threading.getprofile()
+        threading.setprofile(self._profile)
         sys.setprofile(self._profile)
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if sys.getprofile() != self._profile and "sys.setprofile (the watch was switched off)" not in self.calls:
+            self.calls.append("sys.setprofile (the watch was switched off)")
         sys.setprofile(self._previous)
-        self._previous = None
+        threading.setprofile(self._previous_threading)
+        self._previous = self._previous_threading = None
 
     def refusal(self) -> str:
         """The zero-credit message for a triggered watch."""
