@@ -1,0 +1,309 @@
+"""Grade a student's ``torch.optim.Optimizer`` subclass against the NumPy reference rule:
+:func:`check_torch_optimizer`.
+
+Parameters are float64 tensors built from the same random starts and gradient sequences as the
+NumPy checks; each parameter's trajectory must equal ``cs231n_utils.optim.<rule>`` run on that
+parameter alone with the hyperparameters of its group.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .guard import ReferenceWatch
+from .mutants import mutants_for
+from .report import GradeReport, PropertyResult
+from .rules import TOLERANCE, RuleSpec, Trial, describe_config, make_trials, max_deviation, rule_spec, run_rule, step_scale
+from .update_rule import check_count, quiet
+
+__all__ = ["check_torch_optimizer"]
+
+# NumPy config -> keyword arguments of the torch optimizer (torch.optim's names and defaults).
+_TORCH_ARGUMENTS: dict[str, Callable[[dict[str, float]], dict[str, Any]]] = {
+    "adam": lambda c: {"lr": c["learning_rate"], "betas": (c["beta1"], c["beta2"]), "eps": c["epsilon"]},
+}
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Parameters optimised together with one NumPy config (``None``: the class's defaults)."""
+
+    params: tuple[Trial, ...]
+    config: dict[str, float] | None
+
+    def describe(self) -> str:
+        shapes = ", ".join(str(p.w.shape) for p in self.params)
+        return f"{describe_config(self.config)}, parameters of shapes {shapes}"
+
+    def reference(self, spec: RuleSpec) -> list[list[np.ndarray]]:
+        return [run_rule(spec.reference, Trial(p.w, p.grads, copy.deepcopy(self.config))) for p in self.params]
+
+
+@dataclass
+class _Run:
+    """Per-parameter positions after each step, and what went wrong."""
+
+    positions: list[list[np.ndarray]] = field(default_factory=list)
+    error: str | None = None
+    grad_changed: str | None = None
+    untouched_moved: bool = False
+    closure: str | None = None
+
+
+class _WarmUp(torch.optim.Optimizer):
+    """A trivial optimizer: using one once triggers torch's lazy imports outside the profiler."""
+
+    def __init__(self, params):
+        super().__init__(params, {"lr": 0.0})
+
+    def step(self, closure=None):
+        return None
+
+
+def _warm_up() -> None:
+    optimizer = _WarmUp([torch.nn.Parameter(torch.zeros(1))])
+    optimizer.step()
+    optimizer.load_state_dict(optimizer.state_dict())
+
+
+def _torch_kwargs(spec: RuleSpec, config: dict[str, float] | None) -> dict[str, Any]:
+    return {} if config is None else _TORCH_ARGUMENTS[spec.name](config)
+
+
+def _parameters(group: _Group) -> list[torch.nn.Parameter]:
+    return [torch.nn.Parameter(torch.tensor(p.w, dtype=torch.float64)) for p in group.params]
+
+
+def _closure_problem(optimizer: Any, watch: ReferenceWatch) -> str | None:
+    calls = []
+    loss = torch.tensor(0.25, dtype=torch.float64)
+
+    def closure():
+        calls.append(1)
+        return loss
+
+    with quiet(), watch:
+        result = optimizer.step(closure)
+    if len(calls) != 1:
+        return f"step(closure) called the closure {len(calls)} times instead of once"
+    if not isinstance(result, (torch.Tensor, float)) or float(result) != float(loss):
+        return f"step(closure) returned {result!r} instead of the closure's loss"
+    return None
+
+
+def _run(student_class: type, spec: RuleSpec, groups: list[_Group], steps: int, watch: ReferenceWatch, *,
+         constructor_config: dict[str, float] | None = None, untouched: bool = False, closure: bool = False,
+         reload_at: int | None = None) -> _Run:
+    """Optimise ``groups`` for ``steps`` steps and record every parameter's trajectory.
+
+    ``constructor_config`` gives the constructor's keyword arguments when there are several
+    groups (each group then carries its own hyperparameters); ``untouched`` adds a parameter
+    that never gets a gradient; ``closure`` checks ``step(closure)`` on the first step;
+    ``reload_at`` rebuilds the optimizer from its ``state_dict()`` before that step.
+    """
+    run = _Run()
+    params = [_parameters(group) for group in groups]
+    spare = torch.nn.Parameter(torch.ones(3, dtype=torch.float64)) if untouched else None
+    if len(groups) == 1:
+        arguments: Any = params[0] + ([spare] if spare is not None else [])
+        kwargs = _torch_kwargs(spec, groups[0].config)
+    else:
+        arguments = [{"params": p, **_torch_kwargs(spec, g.config)} for p, g in zip(params, groups)]
+        kwargs = _torch_kwargs(spec, constructor_config)
+
+    def build(parameters: Any) -> Any:
+        with quiet(), watch:
+            return student_class(parameters, **kwargs)
+
+    try:
+        optimizer = build(arguments)
+        for k in range(steps):
+            if k == reload_at:
+                with quiet(), watch:
+                    state = copy.deepcopy(optimizer.state_dict())
+                with torch.no_grad():
+                    params = [[torch.nn.Parameter(p.detach().clone()) for p in ps] for ps in params]
+                arguments = params[0] if len(groups) == 1 else [{"params": p, **_torch_kwargs(spec, g.config)}
+                                                                for p, g in zip(params, groups)]
+                optimizer = build(arguments)
+                with quiet(), watch:
+                    optimizer.load_state_dict(state)
+            grads = [[torch.tensor(p.grads[k]) for p in g.params] for g in groups]
+            for ps, gs in zip(params, grads):
+                for p, gradient in zip(ps, gs):
+                    p.grad = gradient.clone()
+            if closure and k == 0:
+                run.closure = _closure_problem(optimizer, watch)
+            else:
+                with quiet(), watch:
+                    optimizer.step()
+            for ps, gs in zip(params, grads):
+                if any(p.grad is None or not torch.equal(p.grad, g) for p, g in zip(ps, gs)) and run.grad_changed is None:
+                    run.grad_changed = f"step {k + 1} changed p.grad"
+            run.positions.append([p.detach().numpy().copy() for ps in params for p in ps])
+    except NotImplementedError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any failure of student code is reported, not raised
+        run.error = f"{type(error).__name__}: {error}"
+    if spare is not None:
+        run.untouched_moved = not torch.equal(spare.detach(), torch.ones(3, dtype=torch.float64))
+    return run
+
+
+def _mismatch(spec: RuleSpec, groups: list[_Group], run: _Run, steps: int | None,
+              configs: list[dict[str, float] | None] | None = None) -> str | None:
+    """None if every parameter follows the reference for the first ``steps`` steps, else why not.
+
+    ``configs`` overrides the groups' configs (to test a hypothesis about a mistake)."""
+    if run.error is not None:
+        return run.error
+    index = 0
+    for g, group in enumerate(groups):
+        config = group.config if configs is None else configs[g]
+        for p, reference in zip(group.params, _Group(group.params, config).reference(spec)):
+            student = [positions[index] for positions in run.positions]
+            deviation, step = max_deviation(student[:steps], reference[:steps], step_scale(p.w, reference))
+            if deviation > TOLERANCE:
+                return (f"{group.describe()}: parameter {index + 1}, step {step} differs from the "
+                        f"reference by {deviation:.2g} times the step size")
+            index += 1
+    return None
+
+
+def _inconsistency(groups: list[_Group], run: _Run, alone: list[_Run], what: str) -> str | None:
+    """None if ``run`` moved every parameter exactly as the student's own runs ``alone`` did (one
+    per group, without the variation being tested), else why not."""
+    if run.error is not None or any(r.error for r in alone):
+        return run.error or next(r.error for r in alone if r.error)
+    index = 0
+    for group, own in zip(groups, alone):
+        for p_index, p in enumerate(group.params):
+            expected = [positions[p_index] for positions in own.positions]
+            student = [positions[index] for positions in run.positions]
+            deviation, step = max_deviation(student, expected, step_scale(p.w, expected))
+            if deviation > TOLERANCE:
+                return (f"{what}: parameter {index + 1} differs at step {step} from the same optimization "
+                        f"run {'per group' if len(groups) > 1 else 'without it'}")
+            index += 1
+    return None
+
+
+def _likely_mistakes(spec: RuleSpec, groups: list[_Group], runs: list[_Run]) -> tuple[str, ...]:
+    """Mistakes of NumPy mutants that reproduce every parameter trajectory of the student."""
+    if any(run.error for run in runs):
+        return ()
+    found = []
+    for mutant in mutants_for(spec.name):
+        ok, distinguishable = True, False
+        for group, run in zip(groups, runs):
+            for index, p in enumerate(group.params):
+                trial = Trial(p.w, p.grads, copy.deepcopy(group.config))
+                reference, output = run_rule(spec.reference, trial), run_rule(mutant.rule, trial)
+                scale = step_scale(p.w, reference)
+                distinguishable |= max_deviation(output, reference, scale)[0] > TOLERANCE
+                student = [positions[index] for positions in run.positions]
+                ok &= max_deviation(student, output, scale)[0] <= TOLERANCE
+        if ok and distinguishable:
+            found.append(mutant.mistake)
+    return tuple(found)
+
+
+def _builds_on_reference(student_class: type) -> str | None:
+    for base in student_class.__mro__:
+        module = getattr(base, "__module__", "")
+        if base is torch.optim.Optimizer or not (module.startswith("torch.optim") or module.startswith("cs231n_utils")):
+            continue
+        return (f"Your class builds on {module}.{base.__qualname__}. Subclass torch.optim.Optimizer "
+                "and write step() yourself.")
+    return None
+
+
+def check_torch_optimizer(
+    student_class: type, reference_name: str = "adam", *, trials: int = 4, steps: int = 6, seed: int = 0
+) -> GradeReport:
+    """Compare a student's ``torch.optim.Optimizer`` subclass with ``cs231n_utils.optim.<reference_name>``.
+
+    The class is built like torch's optimizer of the same name (for ``"adam"``:
+    ``cls(params, lr=..., betas=(beta1, beta2), eps=...)``). Each of ``trials`` random trials
+    optimises one to three float64 parameters of random shapes for ``steps`` steps on random
+    gradients. Properties (weight): defaults equal torch's (1); first step (2) and all steps (2)
+    match the NumPy rule for random hyperparameters; ``p.grad`` is left unchanged (1);
+    ``step(closure)`` calls the closure once and returns its loss (1). Three more compare the
+    student's optimizer with itself, so they reward correct bookkeeping even when the formula is
+    wrong: two param groups move exactly as two single-group runs with those hyperparameters (1);
+    an extra parameter whose grad is None changes nothing (1); training resumes exactly after
+    ``load_state_dict(state_dict())`` (1).
+    Zero credit for a class that is not an Optimizer subclass, builds on torch's or the course's
+    optimizers, executes a reference implementation, or raises ``NotImplementedError``.
+    """
+    spec = rule_spec(reference_name)
+    if reference_name not in _TORCH_ARGUMENTS:
+        raise ValueError(f"reference_name must be one of {sorted(_TORCH_ARGUMENTS)}, got {reference_name!r}")
+    trials = check_count(trials, "trials", 1)
+    steps = check_count(steps, "steps", 2)
+    seed = check_count(seed, "seed", 0)
+    subject = getattr(student_class, "__name__", repr(student_class))
+    if not (isinstance(student_class, type) and issubclass(student_class, torch.optim.Optimizer)):
+        return GradeReport(subject, zero_reason="It must be a class that subclasses torch.optim.Optimizer.")
+    reason = _builds_on_reference(student_class)
+    if reason is not None:
+        return GradeReport(subject, zero_reason=reason)
+
+    rng = np.random.default_rng(seed)
+
+    def group(config: dict[str, float] | None) -> _Group:
+        return _Group(tuple(make_trials(spec, rng, int(rng.integers(1, 4)), steps, defaults=True)), config)
+
+    default_group = group(None)
+    random_groups = [group(spec.sample_config(rng)) for _ in range(trials)]
+    split_groups = [group(spec.sample_config(rng)), group(spec.sample_config(rng))]
+    constructor_config = spec.sample_config(rng)
+
+    _warm_up()
+    watch = ReferenceWatch()
+    try:
+        default_run = _run(student_class, spec, [default_group], steps, watch)
+        random_runs = [_run(student_class, spec, [g], steps, watch) for g in random_groups]
+        split_alone = [_run(student_class, spec, [g], steps, watch) for g in split_groups]
+        split_run = _run(student_class, spec, split_groups, steps, watch, constructor_config=constructor_config)
+        untouched_run = _run(student_class, spec, [random_groups[0]], steps, watch, untouched=True)
+        closure_run = _run(student_class, spec, [random_groups[0]], steps, watch, closure=True)
+        reload_run = _run(student_class, spec, [random_groups[0]], steps, watch, reload_at=steps // 2)
+    except NotImplementedError:
+        return GradeReport(subject, zero_reason=f"{subject} raises NotImplementedError: not implemented yet.")
+    if watch.triggered:
+        return GradeReport(subject, zero_reason=watch.refusal())
+
+    runs = [default_run, *random_runs]
+    defaults = _mismatch(spec, [default_group], default_run, steps=1)
+    first = next(filter(None, (_mismatch(spec, [g], r, 1) for g, r in zip(random_groups, random_runs))), None)
+    every = next(filter(None, (_mismatch(spec, [g], r, None) for g, r in zip([default_group, *random_groups], runs))), None)
+    split = _inconsistency(split_groups, split_run, split_alone, "with two param groups")
+    skipped = _inconsistency([random_groups[0]], untouched_run, random_runs[:1], "with an extra parameter") or (
+        "the parameter without gradient changed" if untouched_run.untouched_moved else None)
+    closure = closure_run.error or closure_run.closure
+    changed = next((r.grad_changed or r.error for r in runs if r.grad_changed or r.error), None)
+    reload = _inconsistency([random_groups[0]], reload_run, random_runs[:1], "after load_state_dict")
+    properties = (
+        PropertyResult("default hyperparameters equal torch.optim's", 1, defaults is None, defaults or ""),
+        PropertyResult("first step matches the reference for random hyperparameters", 2, first is None, first or ""),
+        PropertyResult(f"all {steps} steps match (state kept per parameter)", 2, every is None, every or ""),
+        PropertyResult("uses each param group's own hyperparameters", 1, split is None, split or ""),
+        PropertyResult("skips parameters whose grad is None", 1, skipped is None, skipped or ""),
+        PropertyResult("leaves p.grad unchanged", 1, changed is None, changed or ""),
+        PropertyResult("step(closure) calls the closure once and returns its loss", 1, closure is None, closure or ""),
+        PropertyResult("resumes exactly after load_state_dict(state_dict())", 1, reload is None, reload or ""),
+    )
+    mistakes = ()
+    if every is not None:
+        mistakes = _likely_mistakes(spec, [default_group, *random_groups], [default_run, *random_runs])
+    if split is not None and split_run.error is None and _mismatch(
+        spec, split_groups, split_run, None, configs=[constructor_config, constructor_config]
+    ) is None:
+        mistakes += ("step() reads the hyperparameters from self.defaults; read them from each "
+                     "param group (for group in self.param_groups: group['lr'], ...).",)
+    return GradeReport(subject, properties, mistakes)
