@@ -12,14 +12,12 @@ move at least (Adam: read w, g, m, v and write w, m, v = 7 per parameter; SGD wi
 and compares it with a STREAM triad (a = b + s c, 3 floats per element) timed in the same
 round-robin. Under each Adam table a line checks the targets of issue 3: our multi-tensor step
 at most 1.0x torch.optim's foreach=True time, and at least 60 % (CPU) or 80 % (GPU) of the triad.
-The NumPy part compares the rules of cs231n_utils.optim with the naive textbook form of the same
-formulas (a fresh array for every intermediate) and with a proposed form that keeps their API and
-input checks but writes every intermediate into the output array (no temporaries).
+The NumPy part compares the rules of cs231n_utils.optim (one new array per step, with input
+checks) with the naive textbook form of the same formulas (a fresh array for every intermediate).
 """
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 import time
@@ -167,7 +165,7 @@ def target_line(seconds: dict[str, float], triad_seconds: float, device_type: st
     )
 
 
-# --- NumPy: the textbook form and a fully in-place form of the two rules -------------------------
+# --- NumPy: the textbook form of the two rules, against cs231n_utils.optim -------------------------
 
 
 def naive_sgd_momentum(w: np.ndarray, dw: np.ndarray, v: np.ndarray, lr: float, rho: float):
@@ -185,41 +183,6 @@ def naive_adam(w, dw, m, v, t, lr, beta1, beta2, eps):
     return w - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
 
 
-def proposed_sgd_momentum(w, dw, config=None):
-    """cs231n_utils.optim.sgd_momentum with the same API and checks, but no temporaries:
-    the fresh output array is the only new memory and doubles as scratch."""
-    w, dw, config = numpy_rules._prepare(w, dw, config, {"learning_rate": 1e-2, "momentum": 0.9}, ("velocity",))
-    v = config["velocity"]
-    v *= config["momentum"]
-    next_w = np.multiply(dw, config["learning_rate"])
-    v -= next_w
-    np.add(w, v, out=next_w)
-    return next_w, config
-
-
-def proposed_adam(w, dw, config=None):
-    """cs231n_utils.optim.adam with the same API and checks, but no temporaries (bias correction
-    folded into the step size and eps, as in torch_optim.Adam's multi-tensor path)."""
-    defaults = {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}
-    w, dw, config = numpy_rules._prepare(w, dw, config, defaults, ("m", "v"))
-    beta1, beta2, m, v = config["beta1"], config["beta2"], config["m"], config["v"]
-    config["t"] = t = int(config.get("t", 0)) + 1
-    root_correction = math.sqrt(1 - beta2**t)
-    next_w = np.multiply(dw, 1 - beta1)
-    m *= beta1
-    m += next_w
-    np.multiply(dw, dw, out=next_w)
-    next_w *= 1 - beta2
-    v *= beta2
-    v += next_w
-    np.sqrt(v, out=next_w)
-    next_w += config["epsilon"] * root_correction
-    np.divide(m, next_w, out=next_w)
-    next_w *= -config["learning_rate"] * root_correction / (1 - beta1**t)
-    next_w += w
-    return next_w, config
-
-
 def numpy_steps(rule: str, numel: int, dtype: np.dtype) -> dict[str, Step]:
     """One step of each NumPy form of ``rule``, each with its own state, on the same ``w`` and ``dw``."""
     rng = np.random.default_rng(0)
@@ -228,7 +191,7 @@ def numpy_steps(rule: str, numel: int, dtype: np.dtype) -> dict[str, Step]:
     lr, rho, beta1, beta2, eps = 1e-3, 0.9, 0.9, 0.999, 1e-8
     if rule == "SGD-momentum":
         naive_state = {"v": np.zeros_like(w)}
-        reference, proposed = numpy_rules.sgd_momentum, proposed_sgd_momentum
+        reference = numpy_rules.sgd_momentum
         config = {"learning_rate": lr, "momentum": rho}
 
         def naive() -> None:
@@ -236,7 +199,7 @@ def numpy_steps(rule: str, numel: int, dtype: np.dtype) -> dict[str, Step]:
 
     else:
         naive_state = {"m": np.zeros_like(w), "v": np.zeros_like(w), "t": 0}
-        reference, proposed = numpy_rules.adam, proposed_adam
+        reference = numpy_rules.adam
         config = {"learning_rate": lr, "beta1": beta1, "beta2": beta2, "epsilon": eps}
 
         def naive() -> None:
@@ -244,12 +207,7 @@ def numpy_steps(rule: str, numel: int, dtype: np.dtype) -> dict[str, Step]:
             s["t"] += 1
             _, s["m"], s["v"] = naive_adam(w, dw, s["m"], s["v"], s["t"], lr, beta1, beta2, eps)
 
-    reference_config, proposed_config = dict(config), dict(config)
-    return {
-        "naive textbook": naive,
-        "cs231n_utils.optim": lambda: reference(w, dw, reference_config),
-        "proposed in-place": lambda: proposed(w, dw, proposed_config),
-    }
+    return {"naive textbook": naive, "cs231n_utils.optim": lambda: reference(w, dw, config)}
 
 
 def numpy_table(rule: str, numel: int, seconds: dict[str, float]) -> list[str]:

@@ -10,6 +10,11 @@ new weights as a fresh array (``w`` and ``dw`` are never modified) and the same 
 whose state arrays (``velocity``, ``cache``, ``m``, ``v``) are updated in place and owned by the
 config: pass it back in on the next step. Bad input raises ``ValueError`` naming the argument.
 
+The code allocates one array per step: ``next_w`` doubles as scratch space for the intermediate
+terms (``out=`` and augmented assignments) instead of a temporary per expression as the textbook
+form makes (``benchmarks/optim_step.py`` measures the difference). The docstrings give the
+textbook formula each rule computes.
+
 Notation in the docstrings: :math:`\\eta` learning rate, :math:`g = \\nabla_w L` the gradient,
 :math:`\\rho` momentum, :math:`\\epsilon` the numerical-stability constant.
 """
@@ -66,6 +71,16 @@ def _prepare(
     return w, dw, config
 
 
+def _scaled_step(w: np.ndarray, dw: np.ndarray, cache: np.ndarray, lr: float, eps: float, out: np.ndarray) -> np.ndarray:
+    """:math:`w - \\eta\\, g / (\\sqrt{c} + \\epsilon)`, the step AdaGrad and RMSProp share, written into ``out``."""
+    np.sqrt(cache, out=out)
+    out += eps
+    np.divide(dw, out, out=out)
+    out *= -lr
+    out += w
+    return out
+
+
 def sgd(w: Any, dw: Any, config: Config | None = None) -> tuple[np.ndarray, Config]:
     """Vanilla stochastic gradient descent.
 
@@ -88,9 +103,10 @@ def sgd_momentum(w: Any, dw: Any, config: Config | None = None) -> tuple[np.ndar
     """
     w, dw, config = _prepare(w, dw, config, {"learning_rate": 1e-2, "momentum": 0.9}, ("velocity",))
     v = config["velocity"]
+    next_w = np.multiply(dw, config["learning_rate"])  # scratch: eta * g
     v *= config["momentum"]
-    v -= config["learning_rate"] * dw
-    return w + v, config
+    v -= next_w
+    return np.add(w, v, out=next_w), config
 
 
 def nesterov_momentum(w: Any, dw: Any, config: Config | None = None) -> tuple[np.ndarray, Config]:
@@ -109,10 +125,12 @@ def nesterov_momentum(w: Any, dw: Any, config: Config | None = None) -> tuple[np
     """
     w, dw, config = _prepare(w, dw, config, {"learning_rate": 1e-2, "momentum": 0.9}, ("velocity",))
     rho, v = config["momentum"], config["velocity"]
-    v_prev = v.copy()
+    next_w = np.multiply(v, -rho)  # -rho * v_t, before v is updated
+    next_w += w
     v *= rho
     v -= config["learning_rate"] * dw
-    return w - rho * v_prev + (1 + rho) * v, config
+    next_w += (1 + rho) * v
+    return next_w, config
 
 
 def adagrad(w: Any, dw: Any, config: Config | None = None) -> tuple[np.ndarray, Config]:
@@ -127,8 +145,9 @@ def adagrad(w: Any, dw: Any, config: Config | None = None) -> tuple[np.ndarray, 
     """
     w, dw, config = _prepare(w, dw, config, {"learning_rate": 1e-2, "epsilon": 1e-8}, ("cache",))
     cache = config["cache"]
-    cache += dw * dw
-    return w - config["learning_rate"] * dw / (np.sqrt(cache) + config["epsilon"]), config
+    next_w = np.multiply(dw, dw)  # scratch: g^2
+    cache += next_w
+    return _scaled_step(w, dw, cache, config["learning_rate"], config["epsilon"], out=next_w), config
 
 
 def rmsprop(w: Any, dw: Any, config: Config | None = None) -> tuple[np.ndarray, Config]:
@@ -144,9 +163,11 @@ def rmsprop(w: Any, dw: Any, config: Config | None = None) -> tuple[np.ndarray, 
     defaults = {"learning_rate": 1e-2, "decay_rate": 0.99, "epsilon": 1e-8}
     w, dw, config = _prepare(w, dw, config, defaults, ("cache",))
     beta, cache = config["decay_rate"], config["cache"]
+    next_w = np.multiply(dw, dw)  # scratch: (1 - beta) g^2
+    next_w *= 1 - beta
     cache *= beta
-    cache += (1 - beta) * dw * dw
-    return w - config["learning_rate"] * dw / (np.sqrt(cache) + config["epsilon"]), config
+    cache += next_w
+    return _scaled_step(w, dw, cache, config["learning_rate"], config["epsilon"], out=next_w), config
 
 
 def adam(w: Any, dw: Any, config: Config | None = None) -> tuple[np.ndarray, Config]:
@@ -170,13 +191,22 @@ def adam(w: Any, dw: Any, config: Config | None = None) -> tuple[np.ndarray, Con
         raise ValueError(f"config['t'] must be a non-negative integer, got {t!r}")
     beta1, beta2, m, v = config["beta1"], config["beta2"], config["m"], config["v"]
     config["t"] = t = int(t) + 1
+    next_w = np.multiply(dw, 1 - beta1)  # scratch: (1 - beta1) g
     m *= beta1
-    m += (1 - beta1) * dw
+    m += next_w
+    np.multiply(dw, dw, out=next_w)  # scratch: (1 - beta2) g^2
+    next_w *= 1 - beta2
     v *= beta2
-    v += (1 - beta2) * dw * dw
-    m_hat = m / (1 - beta1**t)
-    v_hat = v / (1 - beta2**t)
-    return w - config["learning_rate"] * m_hat / (np.sqrt(v_hat) + config["epsilon"]), config
+    v += next_w
+    # With c1 = 1 - beta1^t and c2 = sqrt(1 - beta2^t), the bias-corrected step
+    # eta (m / c1) / (sqrt(v) / c2 + eps) equals (eta c2 / c1) m / (sqrt(v) + eps c2): one pass fewer.
+    c1, c2 = 1 - beta1**t, np.sqrt(1 - beta2**t)
+    np.sqrt(v, out=next_w)
+    next_w += config["epsilon"] * c2
+    np.divide(m, next_w, out=next_w)
+    next_w *= -config["learning_rate"] * c2 / c1
+    next_w += w
+    return next_w, config
 
 
 UPDATE_RULES: dict[str, UpdateRule] = {
