@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import torch_optim
 from .validation import check_positive
 
 __all__ = [
@@ -42,7 +43,7 @@ ScheduleFactory = Callable[[torch.optim.Optimizer], Any]
 _INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 #: The optimizer :func:`train` uses when none is given: Adam with the lecture's defaults.
-default_optimizer: OptimizerFactory = partial(torch.optim.Adam, lr=1e-3, betas=(0.9, 0.999))
+default_optimizer: OptimizerFactory = partial(torch_optim.Adam, lr=1e-3, betas=(0.9, 0.999))
 
 
 @dataclass

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from . import data as datasets
+from . import torch_optim
 from .training import OptimizerFactory, evaluate, train
 from .validation import check_positive, check_probability
 
@@ -209,7 +210,7 @@ def pretrain(
     splits: datasets.DataSplits | None = None,
     source_classes: Sequence[int] = (0, 1, 2, 3, 4),
     epochs: int = 15,
-    optimizer_factory: OptimizerFactory = partial(torch.optim.Adam, lr=3e-3),
+    optimizer_factory: OptimizerFactory = partial(torch_optim.Adam, lr=3e-3),
     seed: int = 0,
 ) -> DigitsCNN:
     """A :class:`DigitsCNN` trained on the source classes of ``splits.X_train`` (default: digits
@@ -230,11 +231,11 @@ def run_transfer_experiment(
     target_classes: Sequence[int] = (5, 6, 7, 8, 9),
     steps: int = 100,
     batch_size: int = 32,
-    probe_optimizer: OptimizerFactory = partial(torch.optim.Adam, lr=3e-3),
-    finetune_optimizer: OptimizerFactory = partial(torch.optim.Adam),
+    probe_optimizer: OptimizerFactory = partial(torch_optim.Adam, lr=3e-3),
+    finetune_optimizer: OptimizerFactory = partial(torch_optim.Adam),
     finetune_lr: float = 1e-3,
     finetune_decay: float = 1.0,
-    scratch_optimizer: OptimizerFactory = partial(torch.optim.Adam, lr=3e-3),
+    scratch_optimizer: OptimizerFactory = partial(torch_optim.Adam, lr=3e-3),
     splits: datasets.DataSplits | None = None,
     pretrained: nn.Module | None = None,
     evaluate_on: str = "test",
