@@ -2,6 +2,7 @@
 side-by-side grid of landscapes, and an animation of paths that plays in the static HTML book."""
 from __future__ import annotations
 
+import re
 from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 import matplotlib.pyplot as plt
@@ -220,7 +221,31 @@ def animation_to_html(animation: FuncAnimation, default_mode: str = "once", fram
     if frame_format not in ("png", "jpeg"):
         raise ValueError(f"frame_format must be 'png' or 'jpeg', got {frame_format!r}")
     with plt.rc_context({"animation.frame_format": frame_format}):
-        return animation.to_jshtml(default_mode=default_mode)
+        html = animation.to_jshtml(default_mode=default_mode)
+    return _without_icon_font(html)
+
+
+# matplotlib's player draws its buttons with Font Awesome 4 loaded from a CDN: the book must work
+# offline (and its pages load nothing from other hosts), so the icons become plain characters.
+_PLAYER_ICONS = {
+    "fa fa-minus": "\u2212",
+    "fa fa-fast-backward": "\u23ee",
+    "fa fa-step-backward": "\u25c1",
+    "fa fa-play fa-flip-horizontal": "\u25c0",
+    "fa fa-pause": "\u23f8",
+    "fa fa-play": "\u25b6",
+    "fa fa-step-forward": "\u25b7",
+    "fa fa-fast-forward": "\u23ed",
+    "fa fa-plus": "+",
+}
+_ICON_FONT_LINK = re.compile(r'<link rel="stylesheet"\s+href="https://[^"]*font-awesome[^"]*">\s*')
+
+
+def _without_icon_font(html: str) -> str:
+    html = _ICON_FONT_LINK.sub("", html)
+    for css_class, character in _PLAYER_ICONS.items():
+        html = html.replace(f'<i class="{css_class}"></i>', character)
+    return html
 
 
 def _check_trajectories(trajectories: Mapping[str, RecordedRun]) -> None:

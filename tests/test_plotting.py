@@ -128,3 +128,12 @@ def test_plots_reject_a_3d_landscape():
     trajectory = landscapes.run_trajectory(optim.sgd, cube, np.ones(3), 2)
     with pytest.raises(ValueError, match="2-D"):
         animate_trajectories(cube, {"SGD": trajectory})
+
+
+def test_animation_player_loads_nothing_from_other_hosts(runs):
+    landscape, trajectories = runs
+    html = animation_to_html(animate_trajectories(landscape, trajectories, show_loss=False, dpi=20))
+    assert "https://" not in html and "http://" not in html
+    assert 'class="fa ' not in html, "every Font Awesome icon is replaced by a character"
+    for title in ("Play", "Pause", "First frame", "Last frame"):
+        assert f'title="{title}"' in html
