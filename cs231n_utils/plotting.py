@@ -229,13 +229,13 @@ def animation_to_html(animation: FuncAnimation, default_mode: str = "once", fram
 # offline (and its pages load nothing from other hosts), so the icons become plain characters.
 _PLAYER_ICONS = {
     "fa fa-minus": "\u2212",
-    "fa fa-fast-backward": "\u23ee",
+    "fa fa-fast-backward": "\u21e4",
     "fa fa-step-backward": "\u25c1",
     "fa fa-play fa-flip-horizontal": "\u25c0",
-    "fa fa-pause": "\u23f8",
+    "fa fa-pause": "\u2016",
     "fa fa-play": "\u25b6",
     "fa fa-step-forward": "\u25b7",
-    "fa fa-fast-forward": "\u23ed",
+    "fa fa-fast-forward": "\u21e5",
     "fa fa-plus": "+",
 }
 _ICON_FONT_LINK = re.compile(r'<link rel="stylesheet"\s+href="https://[^"]*font-awesome[^"]*">\s*')
