@@ -50,13 +50,17 @@ STATUS_TAMPERED = "tampered"
 
 @dataclass(frozen=True)
 class JobSpec:
-    """Everything a worker needs to grade one submission (picklable; paths are strings)."""
+    """Everything a worker needs to grade one submission, as data (no shared filesystem needed).
+
+    ``submission_files`` and ``source_files`` map relative paths to file contents (the source
+    files exclude notebooks); ``template_db`` is the gradebook template's bytes.
+    """
 
     assignment: str
     student: str
-    submission_dir: str
-    source_dir: str
-    template_db: str
+    submission_files: dict[str, bytes]
+    source_files: dict[str, bytes]
+    template_db: bytes
     course_id: str = ""
     config: dict = field(default_factory=dict)
     limits: SandboxLimits = field(default_factory=SandboxLimits)
@@ -139,12 +143,27 @@ def _job_config(spec: JobSpec, root: Path, db_url: str, report_dir: Path) -> Con
     return config
 
 
-def _copy_tree(source: Path, target: Path, *, notebooks: bool) -> None:
-    if not source.is_dir():
-        target.mkdir(parents=True, exist_ok=True)
-        return
-    ignore = None if notebooks else shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints")
-    shutil.copytree(source, target, ignore=ignore, dirs_exist_ok=True)
+def read_files(folder: Path, *, notebooks: bool = True) -> dict[str, bytes]:
+    """``{relative path: bytes}`` of the files under ``folder`` (without notebooks if asked)."""
+    files = {}
+    if Path(folder).is_dir():
+        for path in sorted(Path(folder).rglob("*")):
+            relative = path.relative_to(folder)
+            if not path.is_file() or ".ipynb_checkpoints" in relative.parts:
+                continue
+            if notebooks or path.suffix != ".ipynb":
+                files[relative.as_posix()] = path.read_bytes()
+    return files
+
+
+def _write_files(files: dict[str, bytes], target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for relative, content in files.items():
+        path = (target / relative).resolve()
+        if target.resolve() not in path.parents:
+            raise ValueError(f"submission_files holds a path outside the submission: {relative!r}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
 
 
 def _read_notebook(path: Path) -> tuple[Any | None, str | None]:
@@ -246,11 +265,12 @@ def _grade(spec: JobSpec, workdir: Path, started: float) -> JobResult:
     for folder in (root, report_dir, db_dir):
         folder.mkdir()
     db_path = db_dir / "gradebook.db"
-    shutil.copy(spec.template_db, db_path)
+    db_path.write_bytes(spec.template_db)
     db_url = f"sqlite:///{db_path}"
     submitted = root / "submitted" / spec.student / spec.assignment
-    _copy_tree(Path(spec.submission_dir), submitted, notebooks=True)
-    _copy_tree(Path(spec.source_dir), root / "source" / spec.assignment, notebooks=False)
+    _write_files(spec.submission_files, submitted)
+    _write_files({k: v for k, v in spec.source_files.items() if not k.endswith(".ipynb")},
+                 root / "source" / spec.assignment)
 
     structure = _structure(db_url, spec.assignment)
     reasons: list[str] = []
