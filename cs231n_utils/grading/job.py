@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import re
 import shutil
 import tempfile
 import time
@@ -34,7 +35,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.converters import Autograde
 from nbgrader.converters.base import NbGraderException
 from nbgrader.coursedir import CourseDirectory
-from nbformat.v4 import new_code_cell
+from nbformat.v4 import new_code_cell, new_markdown_cell
 from nbgrader.preprocessors import (AssignLatePenalties, ClearHiddenTests, CheckCellMetadata, IgnorePattern, LimitOutput,
                                     SaveAutoGrades)
 from traitlets.config import Config
@@ -238,11 +239,29 @@ def _changed_instructor_cells(nb: Any, locked: dict[str, str]) -> list[str]:
     return reasons
 
 
+def _ungraded_copy(path: Path, why: str) -> str:
+    """The submitted notebook, outputs cleared, headed by why it could not be graded (for feedback)."""
+    nb = nbformat.read(str(path), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nb.cells.insert(0, new_markdown_cell(f"**The autograder could not run this notebook:** {why}"))
+    return nbformat.writes(nb)
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")
+
+
 def _failure_reason(records: list[tuple[int, str]]) -> str:
+    """The exception that made nbgrader give up on the notebook, from its logged traceback."""
     for level, message in reversed(records):
         if level >= logging.ERROR and "Traceback" in message:
-            last = message.strip().splitlines()[-1]
-            return f"nbgrader could not grade the notebook ({last[:200]})"
+            lines = message.strip().splitlines()
+            found = [i for i, line in enumerate(lines) if _EXCEPTION_LINE.match(line)]
+            if found:
+                detail = " ".join(lines[found[-1]:found[-1] + 2]) if len(lines) > found[-1] + 1 and \
+                    lines[found[-1] + 1].startswith("The message was") else lines[found[-1]]
+                return f"nbgrader could not grade the notebook ({detail[:300]})"
     return "nbgrader could not grade the notebook"
 
 
@@ -344,7 +363,9 @@ def _grade(spec: JobSpec, workdir: Path, started: float) -> JobResult:
             else:
                 status = STATUS_FAILED
                 if (submitted / f"{name}.ipynb").exists():
-                    reasons.append(f"{name}: {death or _failure_reason(handler.records)}; scored 0")
+                    why = f"{death or _failure_reason(handler.records)}; scored 0"
+                    reasons.append(f"{name}: {why}")
+                    result.autograded_json = _ungraded_copy(submitted / f"{name}.ipynb", why)
             findings = tampered.get(name, [])
             if output.exists() and guard_findings:
                 findings = findings + [f"tampering: {f}" for f in guard_findings]
