@@ -24,7 +24,8 @@ from cs231n_utils.grading.gradebook import load_results, make_template
 from cs231n_utils.grading.job import JobSpec, grade_submission, read_files
 from cs231n_utils.grading.sandbox import SandboxLimits
 
-pytestmark = pytest.mark.slow
+# nbgrader's own update_or_create_submission triggers SQLAlchemy autoflush warnings
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")]
 
 LIMITS = SandboxLimits(timeout_s=25, cell_timeout_s=8, memory_mb=1536, cpu_seconds=5)
 WRONG = "def double(x):\n    return 4 if np.isscalar(x) else x"  # passes the visible test only

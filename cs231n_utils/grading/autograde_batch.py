@@ -71,19 +71,23 @@ def autograde(course_dir: str | Path, assignment: str, *, students: list[str] | 
         template = make_template(coursedir.db_url, assignment, Path(scratch) / "template.db").read_bytes()
         specs = _specs(coursedir, config, assignment, students, template, limits, static_scan)
         unsaved: list[JobResult] = []
+        gradebook = None  # opened after the workers started, so no worker inherits its connection
         try:
-            with Gradebook(coursedir.db_url, coursedir.course_id) as gb:
-                for result in run_jobs(specs, workers=workers, scheduler=scheduler):
-                    merge_result(gb, result)
-                    write_autograded(assignment_path(coursedir, coursedir.autograded_directory, assignment,
-                                                     result.student), result)
-                    results.append(result)
-                    unsaved.append(result)
-                    if len(unsaved) >= SAVE_EVERY:
-                        save_results(Path(coursedir.root), assignment, unsaved)
-                        unsaved.clear()
-                    if on_result is not None:
-                        on_result(result)
+            for result in run_jobs(specs, workers=workers, scheduler=scheduler):
+                if gradebook is None:
+                    gradebook = Gradebook(coursedir.db_url, coursedir.course_id)
+                merge_result(gradebook, result)
+                write_autograded(assignment_path(coursedir, coursedir.autograded_directory, assignment,
+                                                 result.student), result)
+                results.append(result)
+                unsaved.append(result)
+                if len(unsaved) >= SAVE_EVERY:
+                    save_results(Path(coursedir.root), assignment, unsaved)
+                    unsaved.clear()
+                if on_result is not None:
+                    on_result(result)
         finally:
+            if gradebook is not None:
+                gradebook.close()
             save_results(Path(coursedir.root), assignment, unsaved)
     return results
