@@ -31,6 +31,9 @@ def _flags(source: str) -> list[str]:
     "from cs231n_utils import autograde\ndef double(x):\n    print('Loading...')\n    return 2 * x",
     "class Doubler:\n    def __init__(self):\n        super().__init__()\n\ndef double(x):\n    return 2 * x",
     "def double(x):\n    with open('data.txt') as f:\n        pass\n    return 2 * x",
+    "import torch\nnet = torch.nn.Linear(2, 2)\nfor m in net.modules():\n    m.requires_grad_(False)",
+    "config = {}\nconfig['velocity'] = config.get('velocity', 0)\nconfig.setdefault('m', 0)",
+    "import os\npath = os.path.join('data', 'x.npy')",
 ])
 def test_honest_code_is_not_flagged(source):
     assert _flags(source) == []
@@ -45,13 +48,17 @@ def test_honest_code_is_not_flagged(source):
     ("check_close = print", "rebinds instructor name 'check_close'"),
     ("import fake as autograde", "rebinds instructor name 'autograde' by an import"),
     ("import cs231n_utils.autograde\ncs231n_utils.autograde.compare = None", "patches cs231n_utils.autograde.compare"),
-    ("import sys\nsys.modules['cs231n_utils.autograde'] = object()", "uses attribute modules"),
+    ("import sys\nsys.modules['cs231n_utils.autograde'] = object()", "uses sys.modules"),
+    ("from sys import modules\nmodules.clear()", "imports sys.modules"),
+    ("import os as o\nprint(o.listdir('.'))", "uses os.listdir"),
+    ("import sys\nsys.stdout = open('x', 'w')", "uses sys.stdout"),
     ("get_ipython().input_transformers_post.append(lambda l: ['pass'])", "uses get_ipython"),
     ("!cat ../../gradebook.db", "uses get_ipython"),
     ("setattr(np, 'allclose', print)", "uses setattr"),
     ("import builtins\nbuiltins.AssertionError = Exception", "imports builtins"),
     ("text = open('ps1.ipynb').read()", "string mentions '.ipynb'"),
-    ("import os\nfor r, d, f in os.walk('/'):\n    pass", "uses attribute walk"),
+    ("import os\nfor r, d, f in os.walk('/'):\n    pass", "uses os.walk"),
+    ("from pathlib import Path\nfiles = list(Path('/').rglob('*'))", "uses attribute rglob"),
     ("import gc", "imports gc"),
     ("f = (lambda: 0).__globals__", "uses attribute __globals__"),
     ("exec('np.allclose = print')", "uses exec"),
@@ -163,3 +170,36 @@ def test_zip_entries_are_read(tmp_path):
     assert [(str(rel), data) for _, rel, data in _entries(path)] == [("doejane_1_2_ps1.ipynb", b"{}")]
     with pytest.raises(ValueError, match="inputs"):
         list(_entries(tmp_path / "missing.txt"))
+
+
+def test_kernel_command_goes_through_the_limit_launcher_and_prefix():
+    import json
+    import sys
+
+    from cs231n_utils.grading.sandbox import SandboxedKernelManager
+
+    limits = SandboxLimits(memory_mb=64, cpu_seconds=3).rlimits()
+    km = SandboxedKernelManager(kernel_name="python3", limits_json=json.dumps(limits),
+                                kernel_prefix_json=json.dumps(["env", "SANDBOX=1"]))
+    command = km.format_kernel_cmd()
+    assert command[:3] == [sys.executable, "-I", "-S"]
+    assert json.loads(command[5]) == limits
+    assert command[6:8] == ["env", "SANDBOX=1"]
+    assert "ipykernel_launcher" in " ".join(command[8:])
+
+
+def test_launcher_really_applies_the_limits():
+    import json
+    import subprocess
+    import sys
+
+    from cs231n_utils.grading.sandbox import _LAUNCHER
+
+    limits = json.dumps(SandboxLimits(memory_mb=300, cpu_seconds=2).rlimits())
+    probe = "import resource; print(resource.getrlimit(resource.RLIMIT_AS)[0], resource.getrlimit(resource.RLIMIT_CPU)[0])"
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", _LAUNCHER, limits, sys.executable, "-c", probe],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(300 * 2**20), "2"]
+    bomb = subprocess.run([sys.executable, "-I", "-S", "-c", _LAUNCHER, limits, sys.executable, "-c",
+                           "x = bytearray(600 * 2**20)"], capture_output=True, text=True)
+    assert bomb.returncode != 0 and "MemoryError" in bomb.stderr

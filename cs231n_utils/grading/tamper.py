@@ -37,14 +37,19 @@ FORBIDDEN_IMPORTS = ("ctypes", "gc", "inspect", "importlib", "sqlite3", "subproc
 #: Names a student cell may not call or mention.
 FORBIDDEN_NAMES = ("get_ipython", "exec", "eval", "compile", "__import__", "globals", "locals",
                    "vars", "setattr", "delattr", "breakpoint", "__builtins__", "__file__")
-#: Attributes a student cell may not use (object internals, interpreter hooks, file walking).
+#: Attributes a student cell may not use on any object (object internals, frames, file walking).
 FORBIDDEN_ATTRIBUTES = ("__dict__", "__globals__", "__code__", "__closure__", "__subclasses__",
                         "__bases__", "__base__", "__mro__", "__class__", "__getattribute__",
                         "__setattr__", "__delattr__", "__builtins__", "__file__", "__loader__", "__module__",
                         "__spec__", "f_globals", "f_locals", "f_back", "gi_frame", "tb_frame",
-                        "modules", "settrace", "setprofile", "addaudithook", "_getframe", "executable", "prefix",
-                        "system", "popen", "walk", "listdir", "scandir", "glob", "rglob", "iterdir",
-                        "execv", "execvp", "fork", "kill", "spawnv")
+                        "glob", "rglob", "iterdir")
+#: Module members a student cell may not use (interpreter hooks, processes, directory walking).
+FORBIDDEN_MEMBERS = ("sys.modules", "sys.settrace", "sys.setprofile", "sys._getframe", "sys.executable",
+                     "sys.prefix", "sys.base_prefix", "sys.addaudithook", "sys.meta_path", "sys.path_hooks",
+                     "sys.stdout", "sys.stderr", "sys.displayhook", "sys.excepthook",
+                     "os.system", "os.popen", "os.walk", "os.listdir", "os.scandir", "os.fork", "os.kill",
+                     "os.execv", "os.execvp", "os.execve", "os.spawnv", "os.posix_spawn", "os.getppid",
+                     "os.environ", "os.chdir", "os.getcwd")
 #: Substrings of string literals that point at grader files.
 FORBIDDEN_STRINGS = ("/proc", "gradebook", ".ipynb", "solutions", "hidden tests", ".db", "../")
 #: Line magics that are harmless in a student cell.
@@ -196,6 +201,10 @@ class _Scanner(ast.NodeVisitor):
         for module in modules:
             if module.split(".")[0] in FORBIDDEN_IMPORTS:
                 self._flag(node, f"imports {module}")
+        if isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                if f"{node.module}.{alias.name}" in FORBIDDEN_MEMBERS:
+                    self._flag(node, f"imports {node.module}.{alias.name}")
         for alias in node.names:
             name = alias.asname or alias.name.split(".")[0]
             if name in self.protected:
@@ -213,10 +222,15 @@ class _Scanner(ast.NodeVisitor):
     def visit_Name(self, node: ast.Name) -> None:
         if node.id in FORBIDDEN_NAMES and id(node) not in self._skip:
             self._flag(node, f"uses {node.id}")
+        elif self.aliases.get(node.id) in FORBIDDEN_MEMBERS:
+            self._flag(node, f"uses {self.aliases[node.id]}")
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
+        path = _resolve(_dotted(node), self.aliases)
         if node.attr in FORBIDDEN_ATTRIBUTES:
             self._flag(node, f"uses attribute {node.attr}")
+        elif path in FORBIDDEN_MEMBERS:
+            self._flag(node, f"uses {path}")
         self.generic_visit(node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
