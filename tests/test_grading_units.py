@@ -15,7 +15,7 @@ from cs231n_utils.grading.sandbox import SandboxLimits, describe_exit
 from cs231n_utils.grading.tamper import bound_names, scan_cells
 
 INSTRUCTOR = [
-    "import numpy as np\nfrom cs231n_utils import autograde\n\ndef check_close(a, b):\n    assert np.allclose(a, b)",
+    "import numpy as np\nfrom cs231n_utils import autograde\n\ndef check_close(a, b):\n    assert np.allclose(a, b)\n\ndata = np.arange(3)",
     "assert double(2) == 4",
 ]
 
@@ -34,6 +34,7 @@ def _flags(source: str) -> list[str]:
     "import torch\nnet = torch.nn.Linear(2, 2)\nfor m in net.modules():\n    m.requires_grad_(False)",
     "config = {}\nconfig['velocity'] = config.get('velocity', 0)\nconfig.setdefault('m', 0)",
     "import os\npath = os.path.join('data', 'x.npy')",
+    "data = [1, 2]  # reusing the name of instructor data is not tampering\ndef double(x):\n    return 2 * x",
 ])
 def test_honest_code_is_not_flagged(source):
     assert _flags(source) == []
@@ -77,7 +78,8 @@ def test_scan_rejects_a_non_dict():
 
 
 def test_bound_names_of_a_cell():
-    assert bound_names(INSTRUCTOR[0]) == {"np", "autograde", "check_close"}
+    assert bound_names(INSTRUCTOR[0]) == {"np", "autograde", "check_close", "data"}
+    assert bound_names(INSTRUCTOR[0], callables_only=True) == {"np", "autograde", "check_close"}
     assert bound_names("x, (y, z) = 1, (2, 3)\nfor i in []: pass") == {"x", "y", "z"}
 
 

@@ -15,7 +15,7 @@ the state the tests see the instructor's, not the student's:
   alone, then snapshots again and records the names the instructor cell bound.
 * :class:`CollectGuards` removes the guard cells after execution (so nbgrader's
   ``SaveAutoGrades`` and the feedback see the notebook as released) and writes what they
-  found to ``guard.json``. Any restoration, and any guard cell without its report line (a
+  found to ``guard-<notebook>.json``. Any restoration, and any guard cell without its report line (a
   hook that swallowed or rewrote it, a redirected ``sys.stdout``), makes the notebook
   "tampered": the job zeroes its scores.
 
@@ -41,7 +41,7 @@ from traitlets import List, Unicode
 from .tamper import bound_names
 
 MARKER = "CS231N-GUARD "
-GUARD_FILE = "guard.json"
+GUARD_FILE = "guard-{notebook}.json"
 #: Functions the guard defines in the kernel; the static scan protects them like instructor names.
 GUARD_NAMES = ("_cs231n_guard_check",)
 
@@ -144,8 +144,9 @@ def _cs231n_guard_factory(module_names, strict_prefixes):
         if not strict_only:
             for name, value in state["names"].items():
                 if user.get(name, state) is not value:
-                    changed.append("instructor name %r" % name)
-                    user[name] = value
+                    if callable(value) or type(value).__name__ == "module":
+                        changed.append("instructor name %r" % name)
+                    user[name] = value  # data the student reused as a variable name: put back silently
         snapshot()
         for name in record:
             if name in user:
@@ -231,11 +232,12 @@ class CollectGuards(NbGraderPreprocessor):
                 findings.extend(f"restored {item}" for item in report["changed"])
         nb.cells = kept
         if self.report_dir:
-            Path(self.report_dir, GUARD_FILE).write_text(json.dumps({"findings": findings}))
+            name = GUARD_FILE.format(notebook=resources["nbgrader"]["notebook"])
+            Path(self.report_dir, name).write_text(json.dumps({"findings": findings}))
         return nb, resources
 
 
-def read_guard_findings(report_dir: Path) -> list[str] | None:
-    """Findings written by :class:`CollectGuards`, or None if execution never got that far."""
-    path = Path(report_dir) / GUARD_FILE
+def read_guard_findings(report_dir: Path, notebook: str) -> list[str] | None:
+    """Findings :class:`CollectGuards` wrote for ``notebook``, or None if execution never got that far."""
+    path = Path(report_dir) / GUARD_FILE.format(notebook=notebook)
     return json.loads(path.read_text())["findings"] if path.exists() else None

@@ -19,6 +19,7 @@ notebook. Each gets its reasons.
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 import logging
 import re
@@ -312,7 +313,6 @@ def _grade(spec: JobSpec, workdir: Path, started: float) -> JobResult:
                 tampered[name] = [f"tampering: {finding}" for finding in findings]
 
     if spec.extension_seconds:
-        import datetime
         with Gradebook(db_url) as gb:
             gb.update_or_create_student(spec.student)
             submission = gb.update_or_create_submission(spec.assignment, spec.student)
@@ -333,7 +333,6 @@ def _grade(spec: JobSpec, workdir: Path, started: float) -> JobResult:
         pass  # recorded below from the log, the kernel-death file and the missing output
 
     death = read_kernel_death(report_dir)
-    guard_findings = read_guard_findings(report_dir)
     autograded = root / "autograded" / spec.student / spec.assignment
     notebooks, status = [], STATUS_GRADED
     with Gradebook(db_url) as gb:
@@ -367,6 +366,7 @@ def _grade(spec: JobSpec, workdir: Path, started: float) -> JobResult:
                     reasons.append(f"{name}: {why}")
                     result.autograded_json = _ungraded_copy(submitted / f"{name}.ipynb", why)
             findings = tampered.get(name, [])
+            guard_findings = read_guard_findings(report_dir, name)
             if output.exists() and guard_findings:
                 findings = findings + [f"tampering: {f}" for f in guard_findings]
             if findings:

@@ -99,8 +99,12 @@ def import_aliases(sources: Iterable[str]) -> dict[str, str]:
     return aliases
 
 
-def bound_names(source: str) -> set[str]:
-    """Names that a cell binds at module level (assignments, defs, classes, imports)."""
+def bound_names(source: str, *, callables_only: bool = False) -> set[str]:
+    """Names that a cell binds at module level (assignments, defs, classes, imports).
+
+    ``callables_only`` keeps only defs, classes and imports: what tampering replaces (helpers,
+    reference functions, modules), not data a student may reuse as a variable name.
+    """
     tree = _parse(source)
     names: set[str] = set()
     if tree is None:
@@ -112,7 +116,7 @@ def bound_names(source: str) -> set[str]:
             for alias in node.names:
                 if alias.name != "*":
                     names.add(alias.asname or alias.name.split(".")[0])
-        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)) and not callables_only:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets:
                 names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
@@ -242,12 +246,13 @@ class _Scanner(ast.NodeVisitor):
 
 
 def instructor_bindings(sources: Iterable[str]) -> dict[str, str | None]:
-    """Names bound by instructor cells, mapped to the import they stand for (None: other)."""
+    """Functions, classes and imports bound by instructor cells, mapped to the import they
+    stand for (None: a def or class)."""
     sources = list(sources)
     aliases = import_aliases(sources)
     protected: dict[str, str | None] = {}
     for source in sources:
-        for name in bound_names(source):
+        for name in bound_names(source, callables_only=True):
             protected[name] = aliases.get(name)
     return protected
 
