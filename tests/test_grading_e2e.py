@@ -93,6 +93,12 @@ def test_honest_blank_and_partial_scores(course):
     assert results["honest"].status == "graded" and results["honest"].reasons == []
 
 
+def test_every_submission_has_exactly_one_gradebook_row(course):
+    root, results = course
+    assert sorted(_gradebook_scores(root)) == sorted(results)
+    assert not any("locked" in reason for r in results.values() for reason in r.reasons)
+
+
 @pytest.mark.parametrize("student, words", [
     ("corrupt", "corrupt notebook"),
     ("loop", ""),  # CPU limit kills the kernel, or the cell timeout interrupts it
@@ -185,6 +191,16 @@ def test_rerun_is_idempotent_and_touches_only_the_chosen_students(course):
     assert {r.student: r.score for r in again} == {"honest": 3.0, "partial": 1.0}
     assert snapshot() == before_rows
     assert _gradebook_scores(root) == before_scores
+
+
+def test_cli_autograde_reports_failures_and_exits_1(course, capsys):
+    root, _ = course
+    code = main(["--course", str(root), "--quiet", "autograde", dc.ASSIGNMENT, "--student", "honest,crash",
+                 "--timeout", "25", "--cell-timeout", "8", "--memory-mb", "1536", "--cpu-seconds", "5"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "1 failed, 1 graded" in out and "crash: failed, 0/3" in out
+    assert _gradebook_scores(root)["honest"] == 3.0
 
 
 def test_dask_scheduler_address_runs_the_same_jobs(course):
