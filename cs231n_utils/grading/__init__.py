@@ -1,0 +1,15 @@
+"""Instructor grading at class scale, built on nbgrader: ``cs231n-grade`` (see :mod:`.cli`).
+
+Modules, one job each:
+
+- ``course``: open a course directory (``nbgrader_config.py``, paths, gradebook URL)
+- ``collect``: LMS zips / folders -> ``submitted/<student>/<assignment>/``
+- ``sandbox``: resource-limited kernel in an empty temporary directory
+- ``tamper``: static scan of student cells; ``guard``: pristine state before instructor cells
+- ``job``: autograde one submission in a private throw-away course (runs on workers)
+- ``runner``: process pool, Dask ``LocalCluster`` or an existing Dask scheduler
+- ``gradebook``: gradebook template and serial merges into the course gradebook
+- ``autograde_batch``: plan, run and merge a whole assignment
+- ``feedback``, ``export``: nbgrader feedback per student; CSV, histogram, failure table
+- ``demo_course``: a tiny nbgrader course for the tests and the benchmark
+"""
