@@ -76,9 +76,11 @@ def build_book(extra: list[str]) -> None:
 
 
 def run_tests(extra: list[str]) -> None:
-    """Run the whole pytest suite (unit, property, notebook, book and grading tests)."""
+    """Run the whole pytest suite (unit, property, notebook, book and grading tests) on two
+    worker processes; each test file stays on one worker, so a file's shared fixture (the book
+    build, a graded nbgrader course) is made once."""
     ensure_env()
-    _run(PYTHON, "-m", "pytest", *extra)
+    _run(PYTHON, "-m", "pytest", "-n", "2", "--dist", "loadfile", *extra)
 
 
 def lock(_: list[str]) -> None:
