@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import torch
 from filelock import FileLock
 
 if TYPE_CHECKING:  # imported lazily below: runs that never build the book skip its imports
@@ -38,3 +39,14 @@ def book_build(shared_tmp_path: Path) -> BookBuild:
         build = run_jupyter_book(REPO_ROOT, shared_tmp_path / "book")
         record.write_text(build.to_json())
         return build
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's torch code on one thread. Its tensors are tiny and gain nothing from threads,
+    and on a loaded 2-core machine waiting for a descheduled OpenMP thread made a 100-step test
+    take 10 s instead of 0.05 s. Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -41,14 +41,7 @@ TORCH_PAIRS = {
 FOREACH = [pytest.param(False, id="per-tensor"), pytest.param(True, id="foreach")]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny tensors gain nothing from threads, and on a loaded 2-core machine waiting for a
-    descheduled OpenMP thread made a 100-step test take 10 s instead of 0.05 s."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_model(device: str = "cpu", dtype: torch.dtype = torch.float64) -> torch.nn.Module:
