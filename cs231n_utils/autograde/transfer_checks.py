@@ -32,11 +32,13 @@ from .update_rule import quiet
 __all__ = ["check_freeze", "check_replace_head", "check_finetuning", "finetuning_task", "FINETUNE_ACCURACY_THRESHOLD"]
 
 FINETUNE_ACCURACY_THRESHOLD = 0.85
-"""Test accuracy on digits 5-9 that earns the finetuning points. The reference finetuning (every
-layer, Adam, 100 steps, 10 examples per class) reaches 0.91 to 0.94 over 8 seeds of the training
-subset and initialisation (``run_transfer_experiment(examples_per_class=(10,), seeds=range(8),
-strategies=("finetune all",))``); the margin 0.06 below the worst of those leaves room for other
-reasonable choices (a linear probe on frozen features reaches 0.88 to 0.94)."""
+"""Test accuracy on digits 5-9 that earns the finetuning points (180 test images). Measured on one
+CPU thread, the reference finetuning of the pretrained model of :func:`finetuning_task` (every
+layer, Adam, 100 steps, 10 examples per class:
+``run_transfer_experiment(examples_per_class=(10,), seeds=range(10), pretrained=...)``) reaches
+0.911 to 0.944 (mean 0.925) over 10 seeds of the training subset and initialisation, and
+re-initialised top layers on frozen features 0.878 to 0.939. The threshold sits 0.06 below the
+worst reference run, so any reasonable finetuning passes whatever its random seed."""
 TARGET_CLASSES = (5, 6, 7, 8, 9)
 EXAMPLES_PER_CLASS = 10
 
