@@ -108,6 +108,13 @@ def _freeze_eval(module):
     return module.eval()
 
 
+def _freeze_children_only(module):
+    for child in module.children():
+        for p in child.parameters():
+            p.requires_grad = False
+    return module
+
+
 def _freeze_first_child(module):
     for p in next(module.children()).parameters():
         p.requires_grad = False
@@ -122,6 +129,9 @@ FREEZE_MUTANTS = (
                    "behaviour. Set requires_grad = False on the parameters.", _freeze_outcome(_freeze_eval)),
     FunctionMutant("first_child_only", "only the first submodule is frozen: loop over all parameters.",
                    _freeze_outcome(_freeze_first_child)),
+    FunctionMutant("children_only", "parameters registered directly on the module (not in a submodule) are "
+                   "missed: module.parameters() yields them together with all submodules' parameters.",
+                   _freeze_outcome(_freeze_children_only)),
 )
 
 
@@ -183,6 +193,11 @@ def _head_not_installed(model, num_classes, attribute="head"):
     return nn.Linear(getattr(model, attribute).in_features, num_classes)
 
 
+def _head_ignores_attribute(model, num_classes, attribute="head"):
+    model.head = nn.Linear(model.head.in_features, num_classes)
+    return model.head
+
+
 REPLACE_HEAD_MUTANTS = (
     FunctionMutant("keeps_classes", "the new layer keeps the old number of outputs: use "
                    "nn.Linear(old.in_features, num_classes).", _head_outcome(_head_keeps_classes)),
@@ -191,6 +206,8 @@ REPLACE_HEAD_MUTANTS = (
     FunctionMutant("returns_model", "return the new layer, not the model.", _head_outcome(_head_returns_model)),
     FunctionMutant("not_installed", "the new layer is never installed in the model: setattr(model, attribute, new).",
                    _head_outcome(_head_not_installed)),
+    FunctionMutant("ignores_attribute", "the attribute argument is ignored (always model.head): use "
+                   "getattr(model, attribute) and setattr(model, attribute, new).", _head_outcome(_head_ignores_attribute)),
 )
 
 
