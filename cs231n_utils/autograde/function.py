@@ -16,11 +16,11 @@ weighted property, and the mutants that name common mistakes; this module does t
 from __future__ import annotations
 
 import copy
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import torch
 
 from .guard import ReferenceWatch
 from .report import GradeReport, PropertyResult
@@ -61,12 +61,20 @@ class FunctionMutant:
     function: Callable[..., Any]
 
 
+def _tensor_type() -> type | tuple[()]:
+    """``torch.Tensor`` if torch is already imported (a tensor can only exist then), else ``()``:
+    NumPy-only checks must not pay for importing torch."""
+    torch = sys.modules.get("torch")
+    return torch.Tensor if torch is not None else ()
+
+
 def compare_outputs(student: Any, reference: Any, tolerance: float = FUNCTION_TOLERANCE) -> str | None:
     """None when ``student`` equals ``reference`` (arrays and tensors to ``tolerance`` relative to
     the reference's largest magnitude, recursively through tuples, lists and dicts), else why not."""
-    if isinstance(reference, torch.Tensor):
+    tensor = _tensor_type()
+    if isinstance(reference, tensor):
         reference = reference.detach().cpu().numpy()
-    if isinstance(student, torch.Tensor):
+    if isinstance(student, tensor):
         student = student.detach().cpu().numpy()
     if isinstance(reference, (tuple, list)):
         if not isinstance(student, (tuple, list)) or len(student) != len(reference):
@@ -125,8 +133,8 @@ def _unchanged(before: Any, after: Any) -> bool:
         return len(before) == len(after) and all(_unchanged(b, a) for b, a in zip(before, after))
     if isinstance(before, dict):
         return set(before) == set(after) and all(_unchanged(before[k], after[k]) for k in before)
-    if isinstance(before, torch.Tensor):
-        return torch.equal(before, after)
+    if isinstance(before, _tensor_type()):
+        return isinstance(after, type(before)) and before.shape == after.shape and bool((before == after).all())
     if isinstance(before, (np.ndarray, float, int, np.number)):
         return np.array_equal(np.asarray(before), np.asarray(after), equal_nan=True)
     return True

@@ -15,32 +15,29 @@ require gradients, the training flag, and whether the right object is returned.
 """
 from __future__ import annotations
 
-import copy
-from functools import lru_cache
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from torch import nn
 
-from .. import data, transfer
+from .. import transfer
+from ..assignment_data import TARGET_CLASSES, digits_finetuning_task
 from .function import Case, CaseGroup, FunctionMutant, check_function
 from .guard import ReferenceWatch
 from .report import GradeReport, PropertyResult
 from .update_rule import quiet
 
-__all__ = ["check_freeze", "check_replace_head", "check_finetuning", "finetuning_task", "FINETUNE_ACCURACY_THRESHOLD"]
+__all__ = ["check_freeze", "check_replace_head", "check_finetuning", "FINETUNE_ACCURACY_THRESHOLD"]
 
 FINETUNE_ACCURACY_THRESHOLD = 0.85
 """Test accuracy on digits 5-9 that earns the finetuning points (180 test images). Measured on one
-CPU thread, the reference finetuning of the pretrained model of :func:`finetuning_task` (every
+CPU thread, the reference finetuning of the pretrained model of
+:func:`~cs231n_utils.assignment_data.digits_finetuning_task` (every
 layer, Adam, 100 steps, 10 examples per class:
 ``run_transfer_experiment(examples_per_class=(10,), seeds=range(10), pretrained=...)``) reaches
 0.911 to 0.944 (mean 0.925) over 10 seeds of the training subset and initialisation, and
 re-initialised top layers on frozen features 0.878 to 0.939. The threshold sits 0.06 below the
 worst reference run, so any reasonable finetuning passes whatever its random seed."""
-TARGET_CLASSES = (5, 6, 7, 8, 9)
-EXAMPLES_PER_CLASS = 10
 
 
 # The exercise's network lives in transfer.py: students may build and run it.
@@ -233,32 +230,20 @@ def check_replace_head(student: Callable[..., Any]) -> GradeReport:
 
 
 # -------------------------------------------------------------------------------- finetuning
-@lru_cache(maxsize=1)
-def finetuning_task() -> tuple[nn.Module, tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """The exercise: the pretrained model (digits 0-4), the target training set (10 examples of
-    each of the digits 5-9, labels 0-4) and the held-out test set of digits 5-9. Deterministic."""
-    splits = data.load_digits(as_images=True)
-    with torch.random.fork_rng(devices=[]):
-        pretrained = transfer.pretrain(splits)
-    pool = transfer.select_classes(splits.X_train, splits.y_train, TARGET_CLASSES)
-    target = transfer.subsample_per_class(*pool, EXAMPLES_PER_CLASS, seed=0)
-    test = transfer.select_classes(splits.X_test, splits.y_test, TARGET_CLASSES)
-    return pretrained, target, test
-
-
 def check_finetuning(student: Callable[..., Any], *, seed: int = 0) -> GradeReport:
-    """Run ``finetune(model, X, y)`` on a copy of the pretrained model and the target set of
-    :func:`finetuning_task` (torch seeded with ``seed``), then measure the returned model's accuracy
+    """Run ``finetune(model, X, y)`` on the pretrained model and the target training set of
+    :func:`cs231n_utils.assignment_data.digits_finetuning_task` (torch seeded with ``seed``), then measure the returned model's accuracy
     on the test digits 5-9 in eval mode. Properties (weight): returns a module giving ``(N, 5)``
     logits (1); test accuracy at least :data:`FINETUNE_ACCURACY_THRESHOLD` (3)."""
-    pretrained, (X, y), (X_test, y_test) = finetuning_task()
+    task = digits_finetuning_task()
+    X_test, y_test = task.X_test, task.y_test
     watch = _watch()
     subject = "finetune"
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             with quiet(), watch:
-                model = student(copy.deepcopy(pretrained), X.copy(), y.copy())
+                model = student(task.pretrained, task.X_train, task.y_train)
     except NotImplementedError:
         return GradeReport(subject, zero_reason="finetune raises NotImplementedError: not implemented yet.")
     except Exception as error:  # noqa: BLE001 - a failing student function
