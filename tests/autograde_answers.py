@@ -412,14 +412,6 @@ FUNCTION_ANSWERS: dict[str, dict[str, dict[str, Answer]]] = {
                     mask = (np.random.default_rng(dropout_param["seed"]).random(x.shape) < p) / p
                     return x * mask, (dropout_param, mask)
             '''), 1.0),
-            "no_division": Answer(_cell('''
-                def dropout_forward(x, dropout_param):
-                    p, mode = dropout_param["p"], dropout_param["mode"]
-                    if mode == "test":
-                        return x.copy(), (dropout_param, None)
-                    mask = (np.random.default_rng(dropout_param["seed"]).random(x.shape) < p).astype(float)
-                    return x * mask, (dropout_param, mask)
-            '''), 2 / 5, "not divided by p at train time"),
             "vanilla_dropout": Answer(_cell('''
                 def dropout_forward(x, dropout_param):
                     p, mode = dropout_param["p"], dropout_param["mode"]
@@ -436,6 +428,14 @@ FUNCTION_ANSWERS: dict[str, dict[str, dict[str, Answer]]] = {
                     mask = (np.random.default_rng(dropout_param["seed"]).random(x.shape) < p) / p
                     return x * mask, (dropout_param, None)
             '''), 4 / 5, "mask is not stored in the cache"),
+            "no_division": Answer(_cell('''
+                def dropout_forward(x, dropout_param):
+                    p, mode = dropout_param["p"], dropout_param["mode"]
+                    if mode == "test":
+                        return x.copy(), (dropout_param, None)
+                    mask = (np.random.default_rng(dropout_param["seed"]).random(x.shape) < p).astype(float)
+                    return x * mask, (dropout_param, mask)
+            '''), 2 / 5, "not divided by p at train time"),
             "test_scaled": Answer(_cell('''
                 def dropout_forward(x, dropout_param):
                     p, mode = dropout_param["p"], dropout_param["mode"]
