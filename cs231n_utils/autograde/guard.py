@@ -34,6 +34,7 @@ _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 REFERENCE_MODULES = frozenset({"optim", "torch_optim", "second_order", "layers", "regularization", "transfer"})
 """Modules of ``cs231n_utils`` that a watch may treat as reference implementations."""
 _DEFAULT_MODULES = ("optim", "torch_optim")
+_SHOWN_CALLS = 4  # reference functions named in the refusal; the first is the one the student called
 _TORCH_OPTIM_ALLOWED = frozenset({"optimizer.py", "__init__.py"})
 
 
@@ -105,7 +106,7 @@ class ReferenceWatch:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if sys.getprofile() != self._profile and "sys.setprofile (the watch was switched off)" not in self.calls:
-            self.calls.append("sys.setprofile (the watch was switched off)")
+            self.calls.insert(0, "sys.setprofile (the watch was switched off)")  # always shown first
         sys.setprofile(self._previous)
         threading.setprofile(self._previous_threading)
         self._previous = self._previous_threading = None
@@ -116,8 +117,7 @@ class ReferenceWatch:
         if self.torch_optimizers:
             watched.append("torch.optim's optimizers")
         listed = ", ".join(watched[:-1]) + " or " + watched[-1] if len(watched) > 1 else watched[0]
-        return (
-            "Your code runs a reference implementation ("
-            + ", ".join(self.calls)
-            + f"). Write it yourself; calling {listed} earns no credit."
-        )
+        shown = ", ".join(self.calls[:_SHOWN_CALLS])
+        if len(self.calls) > _SHOWN_CALLS:
+            shown += f" and {len(self.calls) - _SHOWN_CALLS} more"
+        return f"Your code runs a reference implementation ({shown}). Write it yourself; calling {listed} earns no credit."
