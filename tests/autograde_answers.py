@@ -294,3 +294,392 @@ TORCH_REFERENCE_CALLERS: dict[str, str] = {
         from torch.optim import AdamW as Adam
     '''),
 }
+
+
+# --- Second round: pure functions graded by check_function (one property per case group) -------
+# Weights, from the checks' docstrings; every check adds "inputs unchanged" (1) except freeze and
+# replace_head, whose job is to change the model.
+# - newton_step (total 4): undamped 1, damped 2, inputs 1.
+# - two_loop_recursion (total 6): no pairs 1, one pair 1, 2-10 pairs 2, inputs 1, Rosenbrock run 1.
+#   The Rosenbrock run converges with a wrong but still positive definite H_k (identity scaling,
+#   loops in the wrong order, gamma of the oldest pair) and fails when the direction is wrong.
+# - dropout_forward (total 5): train output 2, train cache 1, test mode 1, inputs 1.
+# - dropout_backward (total 4): train 2, test 1, inputs 1.
+# - l2_penalty (total 5): penalty 2, gradients 2, inputs 1.
+# - horizontal_flip (total 4): random p 2, p in {0, 1} 1, inputs 1.
+# - freeze (total 4): DigitsCNN 2, nested model with a direct parameter 2.
+# - replace_head (total 4): DigitsCNN 2, frozen model 1, other attribute name 1.
+# - finetune (total 4): returns a model with (N, 5) logits 1, test accuracy >= threshold 3.
+
+FUNCTION_ANSWERS: dict[str, dict[str, dict[str, Answer]]] = {
+    "second_order": {
+        "newton_step": {
+            "correct": Answer(_cell('''
+                def newton_step(grad, hessian, damping=0.0):
+                    return -np.linalg.solve(hessian + damping * np.eye(len(grad)), grad)
+            '''), 1.0),
+            "diagonal_only": Answer(_cell('''
+                def newton_step(grad, hessian, damping=0.0):
+                    return -grad / (np.diag(hessian) + damping)
+            '''), 1 / 4, "only the diagonal of H is used"),
+            "damping_everywhere": Answer(_cell('''
+                def newton_step(grad, hessian, damping=0.0):
+                    return -np.linalg.solve(hessian + damping, grad)
+            '''), 2 / 4, "added to every entry of H"),
+            "modifies_hessian": Answer(_cell('''
+                def newton_step(grad, hessian, damping=0.0):
+                    hessian += damping * np.eye(len(grad))
+                    return -np.linalg.solve(hessian, grad)
+            '''), 3 / 4, None),
+            "wrong_sign": Answer(_cell('''
+                def newton_step(grad, hessian, damping=0.0):
+                    return np.linalg.solve(hessian + damping * np.eye(len(grad)), grad)
+            '''), 1 / 4, "goes uphill", passes_visible_tests=False),
+            "damping_ignored": Answer(_cell('''
+                def newton_step(grad, hessian, damping=0.0):
+                    return -np.linalg.solve(hessian, grad)
+            '''), 2 / 4, "damping is ignored", passes_visible_tests=False),
+        },
+        "two_loop_recursion": {
+            "correct": Answer(_cell('''
+                def two_loop_recursion(grad, s_history, y_history):
+                    q, alphas = grad.copy(), []
+                    for s, y in zip(reversed(s_history), reversed(y_history)):
+                        alphas.append((s @ q) / (y @ s))
+                        q = q - alphas[-1] * y
+                    gamma = (s_history[-1] @ y_history[-1]) / (y_history[-1] @ y_history[-1]) if s_history else 1.0
+                    r = gamma * q
+                    for s, y, a in zip(s_history, y_history, reversed(alphas)):
+                        r = r + (a - (y @ r) / (y @ s)) * s
+                    return r
+            '''), 1.0),
+            "no_scaling": Answer(_cell('''
+                def two_loop_recursion(grad, s_history, y_history):
+                    q, alphas = grad.copy(), []
+                    for s, y in zip(reversed(s_history), reversed(y_history)):
+                        alphas.append((s @ q) / (y @ s))
+                        q = q - alphas[-1] * y
+                    r = q
+                    for s, y, a in zip(s_history, y_history, reversed(alphas)):
+                        r = r + (a - (y @ r) / (y @ s)) * s
+                    return r
+            '''), 3 / 6, "initial matrix is the identity"),
+            "first_loop_order": Answer(_cell('''
+                def two_loop_recursion(grad, s_history, y_history):
+                    q, alphas = grad.copy(), []
+                    for s, y in zip(s_history, y_history):
+                        alphas.append((s @ q) / (y @ s))
+                        q = q - alphas[-1] * y
+                    gamma = (s_history[-1] @ y_history[-1]) / (y_history[-1] @ y_history[-1]) if s_history else 1.0
+                    r = gamma * q
+                    for s, y, a in zip(s_history, y_history, alphas):
+                        r = r + (a - (y @ r) / (y @ s)) * s
+                    return r
+            '''), 4 / 6, "from the newest pair to the oldest"),
+            "rho_y_y": Answer(_cell('''
+                def two_loop_recursion(grad, s_history, y_history):
+                    q, alphas = grad.copy(), []
+                    for s, y in zip(reversed(s_history), reversed(y_history)):
+                        alphas.append((s @ q) / (y @ y))
+                        q = q - alphas[-1] * y
+                    gamma = (s_history[-1] @ y_history[-1]) / (y_history[-1] @ y_history[-1]) if s_history else 1.0
+                    r = gamma * q
+                    for s, y, a in zip(s_history, y_history, reversed(alphas)):
+                        r = r + (a - (y @ r) / (y @ y)) * s
+                    return r
+            '''), 2 / 6, "not 1 / (y_i^T y_i)"),
+            "returns_direction": Answer(_cell('''
+                def two_loop_recursion(grad, s_history, y_history):
+                    q, alphas = grad.copy(), []
+                    for s, y in zip(reversed(s_history), reversed(y_history)):
+                        alphas.append((s @ q) / (y @ s))
+                        q = q - alphas[-1] * y
+                    gamma = (s_history[-1] @ y_history[-1]) / (y_history[-1] @ y_history[-1]) if s_history else 1.0
+                    r = gamma * q
+                    for s, y, a in zip(s_history, y_history, reversed(alphas)):
+                        r = r + (a - (y @ r) / (y @ s)) * s
+                    return -r
+            '''), 1 / 6, "return H_k grad itself", passes_visible_tests=False),
+        },
+    },
+    "regularization": {
+        "dropout_forward": {
+            "correct": Answer(_cell('''
+                def dropout_forward(x, dropout_param):
+                    p, mode = dropout_param["p"], dropout_param["mode"]
+                    if mode == "test":
+                        return x, (dropout_param, None)
+                    mask = (np.random.default_rng(dropout_param["seed"]).random(x.shape) < p) / p
+                    return x * mask, (dropout_param, mask)
+            '''), 1.0),
+            "vanilla_dropout": Answer(_cell('''
+                def dropout_forward(x, dropout_param):
+                    p, mode = dropout_param["p"], dropout_param["mode"]
+                    if mode == "test":
+                        return x * p, (dropout_param, None)
+                    mask = np.random.default_rng(dropout_param["seed"]).random(x.shape) < p
+                    return x * mask, (dropout_param, mask * 1.0)
+            '''), 1 / 5, "non-inverted dropout"),
+            "mask_not_stored": Answer(_cell('''
+                def dropout_forward(x, dropout_param):
+                    p, mode = dropout_param["p"], dropout_param["mode"]
+                    if mode == "test":
+                        return x.copy(), (dropout_param, None)
+                    mask = (np.random.default_rng(dropout_param["seed"]).random(x.shape) < p) / p
+                    return x * mask, (dropout_param, None)
+            '''), 4 / 5, "mask is not stored in the cache"),
+            "no_division": Answer(_cell('''
+                def dropout_forward(x, dropout_param):
+                    p, mode = dropout_param["p"], dropout_param["mode"]
+                    if mode == "test":
+                        return x.copy(), (dropout_param, None)
+                    mask = (np.random.default_rng(dropout_param["seed"]).random(x.shape) < p).astype(float)
+                    return x * mask, (dropout_param, mask)
+            '''), 2 / 5, "not divided by p at train time"),
+            "test_scaled": Answer(_cell('''
+                def dropout_forward(x, dropout_param):
+                    p, mode = dropout_param["p"], dropout_param["mode"]
+                    mask = (np.random.default_rng(dropout_param["seed"]).random(x.shape) < p) / p
+                    if mode == "test":
+                        return x * p, (dropout_param, None)
+                    return x * mask, (dropout_param, mask)
+            '''), 4 / 5, "test mode must be the identity"),
+            "in_place": Answer(_cell('''
+                def dropout_forward(x, dropout_param):
+                    p, mode = dropout_param["p"], dropout_param["mode"]
+                    if mode == "test":
+                        return x, (dropout_param, None)
+                    mask = (np.random.default_rng(dropout_param["seed"]).random(x.shape) < p) / p
+                    x *= mask
+                    return x, (dropout_param, mask)
+            '''), 4 / 5, None),
+            "drop_probability": Answer(_cell('''
+                def dropout_forward(x, dropout_param):
+                    p, mode = dropout_param["p"], dropout_param["mode"]
+                    if mode == "test":
+                        return x.copy(), (dropout_param, None)
+                    mask = (np.random.default_rng(dropout_param["seed"]).random(x.shape) < 1 - p) / (1 - p)
+                    return x * mask, (dropout_param, mask)
+            '''), 2 / 5, "treated as the drop probability", passes_visible_tests=False),
+        },
+        "dropout_backward": {
+            "correct": Answer(_cell('''
+                def dropout_backward(dout, cache):
+                    dropout_param, mask = cache
+                    return dout if dropout_param["mode"] == "test" else dout * mask
+            '''), 1.0),
+            "divides_again": Answer(_cell('''
+                def dropout_backward(dout, cache):
+                    dropout_param, mask = cache
+                    return dout if dropout_param["mode"] == "test" else dout * mask / dropout_param["p"]
+            '''), 2 / 4, "divided by p a second time"),
+            "unscaled_mask": Answer(_cell('''
+                def dropout_backward(dout, cache):
+                    dropout_param, mask = cache
+                    return dout if dropout_param["mode"] == "test" else dout * (mask > 0)
+            '''), 2 / 4, "scale is missing from the gradient"),
+            "ignores_mask": Answer(_cell('''
+                def dropout_backward(dout, cache):
+                    return dout
+            '''), 2 / 4, "does not use the mask", passes_visible_tests=False),
+        },
+        "l2_penalty": {
+            "correct": Answer(_cell('''
+                def l2_penalty(weights, reg):
+                    penalty = 0.5 * reg * sum(np.sum(w ** 2) for w in weights.values())
+                    return penalty, {name: reg * w for name, w in weights.items()}
+            '''), 1.0),
+            "no_half": Answer(_cell('''
+                def l2_penalty(weights, reg):
+                    penalty = reg * sum(np.sum(w ** 2) for w in weights.values())
+                    return penalty, {name: 2 * reg * w for name, w in weights.items()}
+            '''), 1 / 5, "factor one half is missing"),
+            "gradient_factor_two": Answer(_cell('''
+                def l2_penalty(weights, reg):
+                    penalty = 0.5 * reg * sum(np.sum(w ** 2) for w in weights.values())
+                    return penalty, {name: 2 * reg * w for name, w in weights.items()}
+            '''), 3 / 5, "not 2 * reg * W"),
+            "not_accumulated": Answer(_cell('''
+                def l2_penalty(weights, reg):
+                    grads = {}
+                    for name, w in weights.items():
+                        penalty = 0.5 * reg * np.sum(w ** 2)
+                        grads[name] = reg * w
+                    return penalty, grads
+            '''), 3 / 5, "not summed over all weight arrays"),
+        },
+        "horizontal_flip": {
+            "correct": Answer(_cell('''
+                def horizontal_flip(x, p, rng):
+                    out = x.copy()
+                    flip = rng.random(len(x)) < p
+                    out[flip] = x[flip][:, :, :, ::-1]
+                    return out
+            '''), 1.0),
+            "one_draw": Answer(_cell('''
+                def horizontal_flip(x, p, rng):
+                    return x[..., ::-1].copy() if rng.random() < p else x.copy()
+            '''), 2 / 4, "one random draw decides for the whole batch"),
+            "in_place": Answer(_cell('''
+                def horizontal_flip(x, p, rng):
+                    flip = rng.random(len(x)) < p
+                    x[flip] = x[flip][..., ::-1]
+                    return x
+            '''), 3 / 4, None),
+            "vertical": Answer(_cell('''
+                def horizontal_flip(x, p, rng):
+                    flip = rng.random(len(x)) < p
+                    return np.where(flip[:, None, None, None], x[:, :, ::-1, :], x)
+            '''), 1 / 4, "flipped upside down", passes_visible_tests=False),
+            "probability_inverted": Answer(_cell('''
+                def horizontal_flip(x, p, rng):
+                    flip = rng.random(len(x)) >= p
+                    return np.where(flip[:, None, None, None], x[..., ::-1], x)
+            '''), 1 / 4, "with probability 1 - p", passes_visible_tests=False),
+        },
+    },
+    "transfer_learning": {
+        "freeze": {
+            "correct": Answer(_cell('''
+                def freeze(module):
+                    for parameter in module.parameters():
+                        parameter.requires_grad = False
+                    return module
+            '''), 1.0),
+            "children_only": Answer(_cell('''
+                def freeze(module):
+                    for child in module.children():
+                        child.requires_grad_(False)
+                    return module
+            '''), 2 / 4, "registered directly on the module"),
+            "first_child_only": Answer(_cell('''
+                def freeze(module):
+                    for parameter in next(module.children()).parameters():
+                        parameter.requires_grad = False
+                    return module
+            '''), 0.0, "only the first submodule is frozen"),
+            "eval_instead": Answer(_cell('''
+                def freeze(module):
+                    return module.eval()
+            '''), 0.0, "does not freeze anything", passes_visible_tests=False),
+        },
+        "replace_head": {
+            "correct": Answer(_cell('''
+                def replace_head(model, num_classes, attribute="head"):
+                    head = nn.Linear(getattr(model, attribute).in_features, num_classes)
+                    setattr(model, attribute, head)
+                    return head
+            '''), 1.0),
+            "copies_requires_grad": Answer(_cell('''
+                def replace_head(model, num_classes, attribute="head"):
+                    old = getattr(model, attribute)
+                    head = nn.Linear(old.in_features, num_classes).requires_grad_(old.weight.requires_grad)
+                    setattr(model, attribute, head)
+                    return head
+            '''), 3 / 4, "copies the old head"),
+            "ignores_attribute": Answer(_cell('''
+                def replace_head(model, num_classes, attribute="head"):
+                    model.head = nn.Linear(model.head.in_features, num_classes)
+                    return model.head
+            '''), 3 / 4, "attribute argument is ignored"),
+            "keeps_classes": Answer(_cell('''
+                def replace_head(model, num_classes, attribute="head"):
+                    old = getattr(model, attribute)
+                    head = nn.Linear(old.in_features, old.out_features)
+                    setattr(model, attribute, head)
+                    return head
+            '''), 0.0, "keeps the old number of outputs", passes_visible_tests=False),
+        },
+        "finetune": {
+            "correct": Answer(_cell('''
+                def finetune(model, X, y):
+                    model.head = nn.Linear(model.head.in_features, 5)
+                    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+                    X, y = torch.as_tensor(X), torch.as_tensor(y)
+                    for step in range(100):
+                        batch = torch.randint(0, len(y), (32,))
+                        loss = nn.functional.cross_entropy(model(X[batch]), y[batch])
+                        optimizer.zero_grad()
+                        loss.backward()
+                        optimizer.step()
+                    return model
+            '''), 1.0),
+            "untrained": Answer(_cell('''
+                def finetune(model, X, y):
+                    model.head = nn.Linear(model.head.in_features, 5)
+                    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+                    loss = nn.functional.cross_entropy(model(torch.as_tensor(X)), torch.as_tensor(y))
+                    loss.backward()  # no optimizer.step(): nothing is trained
+                    return model
+            '''), 1 / 4, "accuracy near chance"),
+            "returns_nothing": Answer(_cell('''
+                def finetune(model, X, y):
+                    model.head = nn.Linear(model.head.in_features, 5)
+            '''), 0.0, None, passes_visible_tests=False),
+        },
+    },
+}
+
+# Answers that run a reference function under another name: each must get no credit.
+FUNCTION_REFERENCE_CALLERS: dict[str, str] = {
+    "newton_step": _cell('''
+        from cs231n_utils import second_order
+
+        def newton_step(grad, hessian, damping=0.0):
+            quadratic = lambda x: (grad @ x + 0.5 * x @ hessian @ x, grad + hessian @ x)
+            return second_order.newton(quadratic, lambda x: hessian, np.zeros_like(grad), damping=damping, max_iter=1).x
+    '''),
+    "two_loop_recursion": _cell('''
+        from collections import deque
+        from cs231n_utils.second_order import two_loop_recursion as library_two_loop
+
+        def two_loop_recursion(grad, s_history, y_history):
+            pairs = deque((s, y, 1.0 / (s @ y)) for s, y in zip(s_history, y_history))
+            gamma = (s_history[-1] @ y_history[-1]) / (y_history[-1] @ y_history[-1]) if s_history else 1.0
+            return library_two_loop(grad, pairs, gamma)
+    '''),
+    "dropout_forward": _cell('''
+        import cs231n_utils.layers as L
+
+        dropout_forward = L.dropout_forward
+    '''),
+    "dropout_backward": _cell('''
+        def dropout_backward(dout, cache):
+            from cs231n_utils.layers import dropout_backward as backward
+            return backward(dout, cache)
+    '''),
+    "l2_penalty": _cell('''
+        import importlib
+
+        def l2_penalty(weights, reg):
+            return importlib.import_module("cs231n_utils.regularization").l2_penalty(weights, reg)
+    '''),
+    "horizontal_flip": _cell('''
+        from functools import partial
+        from cs231n_utils.regularization import horizontal_flip as flip
+
+        horizontal_flip = partial(flip)
+    '''),
+    "freeze": _cell('''
+        from cs231n_utils.transfer import freeze
+    '''),
+    "replace_head": _cell('''
+        from cs231n_utils import transfer
+
+        def replace_head(model, num_classes, attribute="head"):
+            return transfer.replace_head(model, num_classes, attribute)
+    '''),
+    "finetune": _cell('''
+        from cs231n_utils import transfer
+
+        def finetune(model, X, y):
+            transfer.replace_head(model, 5)
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+            for step in range(100):
+                loss = nn.functional.cross_entropy(model(torch.as_tensor(X)), torch.as_tensor(y))
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            return model
+    '''),
+}

@@ -8,9 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from autograde_answers import REFERENCE_CALLERS, TORCH_ANSWERS, TORCH_REFERENCE_CALLERS, UPDATE_RULE_ANSWERS
-from cs231n_utils import optim
+from autograde_answers import (
+    FUNCTION_ANSWERS,
+    FUNCTION_REFERENCE_CALLERS,
+    REFERENCE_CALLERS,
+    TORCH_ANSWERS,
+    TORCH_REFERENCE_CALLERS,
+    UPDATE_RULE_ANSWERS,
+)
+from cs231n_utils import layers, optim, regularization, second_order, transfer
+from cs231n_utils import autograde
 from cs231n_utils.autograde import GradeReport, PropertyResult, check_torch_optimizer, check_update_rule
+from cs231n_utils.autograde import layer_checks, second_order_checks, transfer_checks
+from cs231n_utils.autograde.function import Case, CaseGroup, check_function, compare_outputs
 from cs231n_utils.autograde.guard import ReferenceWatch
 from cs231n_utils.autograde.mutants import mutants_for
 from cs231n_utils.autograde.rules import make_trials, max_deviation, rule_spec, run_rule, step_scale
@@ -19,7 +29,7 @@ NUMPY_RULES = ["sgd_momentum", "nesterov_momentum", "adagrad", "rmsprop", "adam"
 
 
 def _define(source: str, name: str):
-    namespace = {"np": np, "torch": torch}
+    namespace = {"np": np, "torch": torch, "nn": torch.nn}
     exec(compile(source, f"<answer {name}>", "exec"), namespace)  # noqa: S102 - trusted test data
     return namespace[name]
 
@@ -210,3 +220,137 @@ def test_torch_check_rejects_non_optimizers_and_bad_arguments():
     assert check_torch_optimizer(optim.adam, "adam").zero_reason is not None
     with pytest.raises(ValueError, match="reference_name"):
         check_torch_optimizer(torch.optim.Optimizer, "sgd_momentum")
+
+
+# --- Second round: check_function and the checks built on it ---------------------------------
+
+FUNCTION_CHECKS = {name: getattr(autograde, f"check_{name}") for name in
+                   ("newton_step", "two_loop_recursion", "dropout_forward", "dropout_backward", "l2_penalty",
+                    "horizontal_flip", "freeze", "replace_head")}
+FUNCTION_CHECKS["finetune"] = autograde.check_finetuning
+FUNCTION_VARIANTS = [(function, variant) for answers in FUNCTION_ANSWERS.values()
+                     for function, variants in answers.items() for variant in variants]
+
+
+@pytest.mark.parametrize("function, variant", FUNCTION_VARIANTS)
+def test_function_answer_gets_expected_credit_and_named_mistake(function, variant):
+    torch.set_num_threads(1)  # as in the notebooks: the finetuning score is reproducible
+    answer = next(a[function][variant] for a in FUNCTION_ANSWERS.values() if function in a)
+    report = FUNCTION_CHECKS[function](_define(answer.source, function))
+    assert report.zero_reason is None, report.feedback()
+    assert report.fraction == pytest.approx(answer.fraction, abs=1e-12), report.feedback()
+    assert _names_mistake(report, answer.keyword), report.feedback()
+
+
+MUTANT_LISTS = {
+    "newton_step": second_order_checks.NEWTON_MUTANTS,
+    "two_loop_recursion": second_order_checks.TWO_LOOP_MUTANTS,
+    "dropout_forward": layer_checks.DROPOUT_FORWARD_MUTANTS,
+    "dropout_backward": layer_checks.DROPOUT_BACKWARD_MUTANTS,
+    "l2_penalty": layer_checks.L2_MUTANTS,
+    "horizontal_flip": layer_checks.FLIP_MUTANTS,
+}
+
+
+@pytest.mark.parametrize("function", sorted(MUTANT_LISTS))
+def test_every_written_out_mutant_loses_credit_and_is_named(function):
+    for mutant in MUTANT_LISTS[function]:
+        report = FUNCTION_CHECKS[function](mutant.function)
+        assert report.zero_reason is None and report.fraction < 1, (mutant.name, report.feedback())
+        assert mutant.mistake in report.likely_mistakes, (mutant.name, report.feedback())
+
+
+@pytest.mark.parametrize("function, mutants, student", [
+    ("freeze", transfer_checks.FREEZE_MUTANTS, [transfer_checks._freeze_top_level, transfer_checks._freeze_no_return,
+                                                transfer_checks._freeze_eval, transfer_checks._freeze_first_child,
+                                                transfer_checks._freeze_children_only]),
+    ("replace_head", transfer_checks.REPLACE_HEAD_MUTANTS, [
+        transfer_checks._head_keeps_classes, transfer_checks._head_copies_requires_grad,
+        transfer_checks._head_returns_model, transfer_checks._head_not_installed, transfer_checks._head_ignores_attribute]),
+])
+def test_module_mutants_lose_credit_and_are_named(function, mutants, student):
+    for mutant, buggy in zip(mutants, student, strict=True):
+        report = FUNCTION_CHECKS[function](buggy)
+        assert report.fraction < 1 and mutant.mistake in report.likely_mistakes, (mutant.name, report.feedback())
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTION_REFERENCE_CALLERS))
+def test_function_answer_that_runs_the_reference_gets_no_credit(function):
+    torch.set_num_threads(1)
+    report = FUNCTION_CHECKS[function](_define(FUNCTION_REFERENCE_CALLERS[function], function))
+    assert report.fraction == 0.0 and "reference implementation" in report.zero_reason, report.feedback()
+
+
+@pytest.mark.parametrize("reference", [second_order_checks.reference_newton_step, layers.dropout_forward,
+                                       regularization.l2_penalty, transfer.freeze])
+def test_references_themselves_are_refused(reference):
+    check = {second_order_checks.reference_newton_step: autograde.check_newton_step,
+             layers.dropout_forward: autograde.check_dropout_forward,
+             regularization.l2_penalty: autograde.check_l2_penalty, transfer.freeze: autograde.check_freeze}[reference]
+    assert check(reference).zero_reason is not None
+
+
+def test_finetuning_may_use_the_provided_network_and_torch_optim_but_not_the_transfer_helpers():
+    torch.set_num_threads(1)
+
+    def rebuilds_the_network(model, X, y):  # DigitsCNN is provided; building one is allowed
+        fresh = transfer.DigitsCNN(num_classes=5)
+        fresh.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("head.")}, strict=False)
+        torch.optim.SGD(fresh.parameters(), lr=0.0).step()
+        return fresh
+
+    report = autograde.check_finetuning(rebuilds_the_network)
+    assert report.zero_reason is None and report.properties[0].passed
+
+    def unfreezes_with_the_library(model, X, y):
+        return transfer.unfreeze(model)
+
+    assert "transfer.py:unfreeze" in autograde.check_finetuning(unfreezes_with_the_library).zero_reason
+
+
+def test_not_implemented_function_gets_zero_with_message():
+    def dropout_forward(x, dropout_param):
+        raise NotImplementedError()
+
+    report = autograde.check_dropout_forward(dropout_forward)
+    assert report.fraction == 0 and "not implemented" in report.zero_reason
+
+
+def test_check_function_credits_per_group_and_reports_crashes():
+    cases = (Case((np.arange(3.0),), description="a"), Case((np.arange(4.0),), description="b"))
+    groups = (CaseGroup("doubles", 3, cases[:1]), CaseGroup("doubles longer", 1, cases[1:]))
+
+    def crashes_on_long_input(x):
+        if len(x) > 3:
+            raise IndexError("too long")
+        return 2 * x
+
+    report = check_function(crashes_on_long_input, lambda x: 2 * x, groups, subject="double")
+    assert report.fraction == pytest.approx(4 / 5)  # "doubles" 3 + inputs unchanged 1, of 5
+    assert "b: raised IndexError: too long" in report.feedback()
+    with pytest.raises(ValueError, match="student"):
+        check_function(3, lambda x: x, groups, subject="double")
+    with pytest.raises(ValueError, match="groups"):
+        check_function(lambda x: x, lambda x: x, (), subject="double")
+
+
+def test_compare_outputs_recurses_and_uses_a_relative_tolerance():
+    reference = (np.array([1.0, 1e3]), {"a": 2.0, "b": None}, "mode")
+    assert compare_outputs((np.array([1.0, 1e3 + 1e-5]), {"a": 2.0, "b": None}, "mode"), reference) is None
+    assert "item 0" in compare_outputs((np.array([1.1, 1e3]), {"a": 2.0, "b": None}, "mode"), reference)
+    assert "keys" in compare_outputs((reference[0], {"a": 2.0}, "mode"), reference)
+    assert "shape" in compare_outputs(np.zeros(3), np.zeros(2))
+    assert compare_outputs(torch.ones(2), np.ones(2)) is None
+    assert compare_outputs(np.ones(2), None) is not None
+
+
+def test_reference_watch_rejects_unknown_modules_and_names_what_it_watches():
+    with pytest.raises(ValueError, match="course_modules"):
+        ReferenceWatch(("numpy",))
+    watch = ReferenceWatch(("layers",), torch_optimizers=False)
+    with watch:
+        optim.sgd(np.ones(2), np.ones(2))  # not watched here
+        layers.relu_forward(np.ones(2))
+    assert watch.calls[0] == "layers.py:relu_forward" and all(call.startswith("layers.py:") for call in watch.calls)
+    assert "cs231n_utils.layers earns no credit" in watch.refusal()
+    assert "cs231n_utils.optim, cs231n_utils.torch_optim or torch.optim" in ReferenceWatch().refusal()

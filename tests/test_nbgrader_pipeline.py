@@ -8,7 +8,10 @@ the reference) must autograde to the credit derived by hand in ``autograde_answe
 from __future__ import annotations
 
 import ast
+import contextlib
 import csv
+import functools
+import io
 import os
 import re
 import shutil
@@ -22,10 +25,20 @@ from nbgrader.api import Gradebook
 from nbgrader.coursedir import CourseDirectory
 from traitlets.config.loader import PyFileConfigLoader
 
-from autograde_answers import REFERENCE_CALLERS, TORCH_ANSWERS, TORCH_REFERENCE_CALLERS, UPDATE_RULE_ANSWERS
+from autograde_answers import (
+    FUNCTION_ANSWERS,
+    FUNCTION_REFERENCE_CALLERS,
+    REFERENCE_CALLERS,
+    TORCH_ANSWERS,
+    TORCH_REFERENCE_CALLERS,
+    UPDATE_RULE_ANSWERS,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
-ASSIGNMENTS = {"update_rules": "update_rules.ipynb", "torch_optimizer": "torch_optimizer.ipynb"}
+ASSIGNMENTS = {name: f"{name}.ipynb" for name in
+               ("update_rules", "torch_optimizer", "second_order", "regularization", "transfer_learning")}
+MAX_SCORES = {"update_rules": 13.0, "torch_optimizer": 5.0, "second_order": 7.0, "regularization": 9.0,
+              "transfer_learning": 8.0}
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
 SOLUTION = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.S)
 
@@ -107,6 +120,38 @@ def test_visible_tests_are_sanity_checks_that_buggy_answers_can_pass(rule, varia
                 exec(visible, namespace)  # noqa: S102
 
 
+@functools.lru_cache(maxsize=None)
+def _setup_namespace(assignment: str) -> dict:
+    """What the notebook's setup cells and its solution answers define (the other answers a
+    visible test may call)."""
+    namespace: dict = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        for cell in _read(ROOT / "solutions" / assignment / ASSIGNMENTS[assignment]).cells:
+            meta = _nbgrader(cell)
+            if cell.cell_type == "code" and (meta.get("grade_id") in ("setup", "pretraining") or meta.get("solution")):
+                exec(cell.source, namespace)  # noqa: S102 - the course's own notebook
+    return namespace
+
+
+@pytest.mark.parametrize("assignment, function, variant", [
+    (assignment, function, variant) for assignment, answers in FUNCTION_ANSWERS.items()
+    for function, variants in answers.items() for variant in variants])
+def test_visible_function_tests_are_sanity_checks_that_buggy_answers_can_pass(assignment, function, variant):
+    import numpy as np
+
+    release = _read(ROOT / "assignments" / assignment / ASSIGNMENTS[assignment])
+    visible = next(c.source for c in release.cells if _nbgrader(c).get("grade_id") == f"test_{function}")
+    answer = FUNCTION_ANSWERS[assignment][function][variant]
+    namespace = dict(_setup_namespace(assignment))
+    exec(answer.source, namespace)  # noqa: S102 - trusted test data
+    with np.errstate(all="ignore"), contextlib.redirect_stdout(io.StringIO()):
+        if answer.passes_visible_tests:
+            exec(visible, namespace)  # noqa: S102
+        else:
+            with pytest.raises(AssertionError):
+                exec(visible, namespace)  # noqa: S102
+
+
 def test_config_reads_the_gradebook_url_from_the_environment(monkeypatch):
     def course_directory() -> CourseDirectory:
         config = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT)).load_config()
@@ -124,6 +169,12 @@ def test_config_reads_the_gradebook_url_from_the_environment(monkeypatch):
 # --- The real nbgrader CLI on a temporary copy of the course (slow) ---------------------------
 
 STUDENTS = ["solution", "blank", "reference_caller", "bugs_a", "bugs_b", "bugs_c"]
+
+
+def _students(assignment: str) -> list[str]:
+    """Who submits ``assignment``: bugs_c skips the function assignments (fewer notebooks to run;
+    its export row must then say 0 with no timestamp)."""
+    return [s for s in STUDENTS if not (assignment in FUNCTION_ANSWERS and s == "bugs_c")]
 
 
 def _buggy_variants(answers: dict) -> list[str]:
@@ -154,10 +205,29 @@ def _torch_answer(student: str) -> tuple[str | None, float]:
     return TORCH_ANSWERS[variant].source, TORCH_ANSWERS[variant].fraction
 
 
+def _function_variant(assignment: str, student: str, grade_id: str) -> str:
+    """The buggy variant of ``grade_id`` that student bugs_a, bugs_b or bugs_c submits (cycling)."""
+    variants = _buggy_variants(FUNCTION_ANSWERS[assignment][grade_id])
+    return variants["abc".index(student[-1]) % len(variants)]
+
+
+def _function_answer(assignment: str, student: str, grade_id: str) -> tuple[str | None, float]:
+    if student == "blank":
+        return None, 0.0
+    if student == "reference_caller":
+        return FUNCTION_REFERENCE_CALLERS[grade_id], 0.0
+    if student == "solution":
+        return "", 1.0
+    answer = FUNCTION_ANSWERS[assignment][grade_id][_function_variant(assignment, student, grade_id)]
+    return answer.source, answer.fraction
+
+
 def _keyword(assignment: str, student: str, grade_id: str) -> str | None:
     if student == "reference_caller":
         return "runs a reference implementation"
     if student.startswith("bugs_"):
+        if assignment in FUNCTION_ANSWERS:
+            return FUNCTION_ANSWERS[assignment][grade_id][_function_variant(assignment, student, grade_id)].keyword
         if assignment == "torch_optimizer":
             variant = ["no_bias_correction", "t_not_incremented", "reads_self_defaults"]["abc".index(student[-1])]
             return TORCH_ANSWERS[variant].keyword
@@ -174,12 +244,14 @@ def _write_submissions(course: Path) -> dict[tuple[str, str, str], float]:
         source = _read(course / "solutions" / assignment / notebook)
         solutions = {_nbgrader(c)["grade_id"]: c.source for c in source.cells if _nbgrader(c).get("solution")}
         points = {_nbgrader(c)["grade_id"]: float(_nbgrader(c)["points"]) for c in _cells(source, grade=True)}
-        for student in STUDENTS:
+        for student in _students(assignment):
             submission = _read(course / "assignments" / assignment / notebook)
             for index, cell in enumerate(_cells(submission, solution=True, grade=False)):
                 grade_id = _nbgrader(cell)["grade_id"]
                 if assignment == "update_rules":
                     answer, fraction = _update_rule_answer(student, grade_id, index)
+                elif assignment in FUNCTION_ANSWERS:
+                    answer, fraction = _function_answer(assignment, student, grade_id)
                 else:
                     answer, fraction = _torch_answer(student)
                 if answer is not None:
@@ -259,7 +331,7 @@ def test_autograde_gives_the_expected_credit_per_cell(graded_course):
 def test_feedback_names_the_mistake_or_the_refusal(graded_course):
     course = graded_course["course"]
     for assignment, notebook in ASSIGNMENTS.items():
-        for student in STUDENTS:
+        for student in _students(assignment):
             html = (course / "feedback" / student / assignment / notebook.replace(".ipynb", ".html")).read_text()
             grade_ids = {key[2].removeprefix("test_") for key in graded_course["expected"]
                          if key[:2] == (assignment, student) and key[2].startswith("test_")}
@@ -279,6 +351,9 @@ def test_export_writes_one_row_per_student_and_assignment_with_total_scores(grad
     for (assignment, student), row in rows.items():
         total = sum(credit or 0.0 for key, credit in graded_course["expected"].items() if key[:2] == (assignment, student))
         assert float(row["score"]) == pytest.approx(total, abs=1e-9), (assignment, student)
-    assert float(rows["update_rules", "solution"]["max_score"]) == 13.0
+    for assignment, max_score in MAX_SCORES.items():
+        assert float(rows[assignment, "solution"]["max_score"]) == max_score
+        for student in set(STUDENTS) - set(_students(assignment)):  # no submission: zero, no timestamp
+            assert float(rows[assignment, student]["score"]) == 0.0 and rows[assignment, student]["timestamp"] == ""
     assert float(rows["torch_optimizer", "solution"]["score"]) == float(rows["torch_optimizer", "solution"]["max_score"]) == 5.0
     assert float(rows["update_rules", "blank"]["score"]) == 0.0
