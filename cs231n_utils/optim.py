@@ -10,17 +10,17 @@ new weights as a fresh array (``w`` and ``dw`` are never modified) and the same 
 whose state arrays (``velocity``, ``cache``, ``m``, ``v``) are updated in place and owned by the
 config: pass it back in on the next step. Bad input raises ``ValueError`` naming the argument.
 
-The code allocates one array per step: ``next_w`` doubles as scratch space for the intermediate
-terms (``out=`` and augmented assignments) instead of a temporary per expression as the textbook
-form makes (``benchmarks/optim_step.py`` measures the difference). The docstrings give the
-textbook formula each rule computes.
+Each rule writes its textbook formula once, and applies it to blocks of ``BLOCK_SIZE`` elements
+at a time (:func:`_blocks`): the intermediate arrays of a block stay in the CPU cache instead of
+streaming through main memory, which makes a step on millions of parameters about twice as fast
+as the same formula on whole arrays (``benchmarks/optim_step.py`` measures it).
 
 Notation in the docstrings: :math:`\\eta` learning rate, :math:`g = \\nabla_w L` the gradient,
 :math:`\\rho` momentum, :math:`\\epsilon` the numerical-stability constant.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -71,14 +71,23 @@ def _prepare(
     return w, dw, config
 
 
-def _scaled_step(w: np.ndarray, dw: np.ndarray, cache: np.ndarray, lr: float, eps: float, out: np.ndarray) -> np.ndarray:
-    """:math:`w - \\eta\\, g / (\\sqrt{c} + \\epsilon)`, the step AdaGrad and RMSProp share, written into ``out``."""
-    np.sqrt(cache, out=out)
-    out += eps
-    np.divide(dw, out, out=out)
-    out *= -lr
-    out += w
-    return out
+BLOCK_SIZE = 1 << 16
+"""Elements per block: a block of every operand and its temporaries fit in the CPU's cache."""
+
+
+def _blocks(*arrays: np.ndarray) -> Iterator[tuple[np.ndarray, ...]]:
+    """Aligned flat views of ``BLOCK_SIZE`` elements of same-shape arrays; writing into a view
+    writes into its array. Yields the whole arrays once when one is not C-contiguous (no flat view)."""
+    if not all(array.flags.c_contiguous for array in arrays):
+        yield arrays
+        return
+    flat = [array.reshape(-1) for array in arrays]
+    for start in range(0, flat[0].size, BLOCK_SIZE):
+        yield tuple(array[start : start + BLOCK_SIZE] for array in flat)
+
+
+def _new_weights(w: np.ndarray, dw: np.ndarray) -> np.ndarray:
+    return np.empty(w.shape, dtype=np.result_type(w, dw))
 
 
 def sgd(w: Any, dw: Any, config: Config | None = None) -> tuple[np.ndarray, Config]:
@@ -102,11 +111,13 @@ def sgd_momentum(w: Any, dw: Any, config: Config | None = None) -> tuple[np.ndar
     Equals ``torch.optim.SGD(momentum=rho)`` with :math:`v_\\text{torch} = -v / \\eta`.
     """
     w, dw, config = _prepare(w, dw, config, {"learning_rate": 1e-2, "momentum": 0.9}, ("velocity",))
-    v = config["velocity"]
-    next_w = np.multiply(dw, config["learning_rate"])  # scratch: eta * g
-    v *= config["momentum"]
-    v -= next_w
-    return np.add(w, v, out=next_w), config
+    lr, rho = config["learning_rate"], config["momentum"]
+    next_w = _new_weights(w, dw)
+    for new, w_, g, v in _blocks(next_w, w, dw, config["velocity"]):
+        v *= rho
+        v -= lr * g
+        np.add(w_, v, out=new)
+    return next_w, config
 
 
 def nesterov_momentum(w: Any, dw: Any, config: Config | None = None) -> tuple[np.ndarray, Config]:
@@ -124,12 +135,13 @@ def nesterov_momentum(w: Any, dw: Any, config: Config | None = None) -> tuple[np
     Equals ``torch.optim.SGD(momentum=rho, nesterov=True)``.
     """
     w, dw, config = _prepare(w, dw, config, {"learning_rate": 1e-2, "momentum": 0.9}, ("velocity",))
-    rho, v = config["momentum"], config["velocity"]
-    next_w = np.multiply(v, -rho)  # -rho * v_t, before v is updated
-    next_w += w
-    v *= rho
-    v -= config["learning_rate"] * dw
-    next_w += (1 + rho) * v
+    lr, rho = config["learning_rate"], config["momentum"]
+    next_w = _new_weights(w, dw)
+    for new, w_, g, v in _blocks(next_w, w, dw, config["velocity"]):
+        v_prev = v.copy()
+        v *= rho
+        v -= lr * g
+        new[...] = w_ - rho * v_prev + (1 + rho) * v
     return next_w, config
 
 
@@ -144,10 +156,12 @@ def adagrad(w: Any, dw: Any, config: Config | None = None) -> tuple[np.ndarray, 
     Equals ``torch.optim.Adagrad(eps=epsilon)``.
     """
     w, dw, config = _prepare(w, dw, config, {"learning_rate": 1e-2, "epsilon": 1e-8}, ("cache",))
-    cache = config["cache"]
-    next_w = np.multiply(dw, dw)  # scratch: g^2
-    cache += next_w
-    return _scaled_step(w, dw, cache, config["learning_rate"], config["epsilon"], out=next_w), config
+    lr, eps = config["learning_rate"], config["epsilon"]
+    next_w = _new_weights(w, dw)
+    for new, w_, g, cache in _blocks(next_w, w, dw, config["cache"]):
+        cache += g * g
+        new[...] = w_ - lr * g / (np.sqrt(cache) + eps)
+    return next_w, config
 
 
 def rmsprop(w: Any, dw: Any, config: Config | None = None) -> tuple[np.ndarray, Config]:
@@ -162,12 +176,13 @@ def rmsprop(w: Any, dw: Any, config: Config | None = None) -> tuple[np.ndarray, 
     """
     defaults = {"learning_rate": 1e-2, "decay_rate": 0.99, "epsilon": 1e-8}
     w, dw, config = _prepare(w, dw, config, defaults, ("cache",))
-    beta, cache = config["decay_rate"], config["cache"]
-    next_w = np.multiply(dw, dw)  # scratch: (1 - beta) g^2
-    next_w *= 1 - beta
-    cache *= beta
-    cache += next_w
-    return _scaled_step(w, dw, cache, config["learning_rate"], config["epsilon"], out=next_w), config
+    lr, beta, eps = config["learning_rate"], config["decay_rate"], config["epsilon"]
+    next_w = _new_weights(w, dw)
+    for new, w_, g, cache in _blocks(next_w, w, dw, config["cache"]):
+        cache *= beta
+        cache += (1 - beta) * g * g
+        new[...] = w_ - lr * g / (np.sqrt(cache) + eps)
+    return next_w, config
 
 
 def adam(w: Any, dw: Any, config: Config | None = None) -> tuple[np.ndarray, Config]:
@@ -189,23 +204,17 @@ def adam(w: Any, dw: Any, config: Config | None = None) -> tuple[np.ndarray, Con
     t = config.get("t", 0)
     if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0:
         raise ValueError(f"config['t'] must be a non-negative integer, got {t!r}")
-    beta1, beta2, m, v = config["beta1"], config["beta2"], config["m"], config["v"]
+    lr, beta1, beta2, eps = config["learning_rate"], config["beta1"], config["beta2"], config["epsilon"]
     config["t"] = t = int(t) + 1
-    next_w = np.multiply(dw, 1 - beta1)  # scratch: (1 - beta1) g
-    m *= beta1
-    m += next_w
-    np.multiply(dw, dw, out=next_w)  # scratch: (1 - beta2) g^2
-    next_w *= 1 - beta2
-    v *= beta2
-    v += next_w
-    # With c1 = 1 - beta1^t and c2 = sqrt(1 - beta2^t), the bias-corrected step
-    # eta (m / c1) / (sqrt(v) / c2 + eps) equals (eta c2 / c1) m / (sqrt(v) + eps c2): one pass fewer.
-    c1, c2 = 1 - beta1**t, np.sqrt(1 - beta2**t)
-    np.sqrt(v, out=next_w)
-    next_w += config["epsilon"] * c2
-    np.divide(m, next_w, out=next_w)
-    next_w *= -config["learning_rate"] * c2 / c1
-    next_w += w
+    next_w = _new_weights(w, dw)
+    for new, w_, g, m, v in _blocks(next_w, w, dw, config["m"], config["v"]):
+        m *= beta1
+        m += (1 - beta1) * g
+        v *= beta2
+        v += (1 - beta2) * g * g
+        m_hat = m / (1 - beta1**t)
+        v_hat = v / (1 - beta2**t)
+        new[...] = w_ - lr * m_hat / (np.sqrt(v_hat) + eps)
     return next_w, config
 
 

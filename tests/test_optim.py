@@ -169,3 +169,30 @@ def test_bad_hyperparameters_raise(name: str, key: str, value: float) -> None:
 def test_state_of_the_wrong_shape_raises() -> None:
     with pytest.raises(ValueError, match="velocity"):
         optim.sgd_momentum(np.ones(3), np.ones(3), {"velocity": np.zeros(4)})
+
+
+@pytest.mark.parametrize("name", sorted(EQUIVALENT_PAIRS))
+@pytest.mark.parametrize("layout", ["several blocks", "transposed", "float32 weights"])
+def test_rules_match_torch_on_large_and_non_contiguous_arrays(name: str, layout: str) -> None:
+    """The rules apply their formula block by block; every block and every layout must agree."""
+    rule, config, torch_class, torch_kwargs = EQUIVALENT_PAIRS[name]
+    rng = np.random.default_rng(7)
+    if layout == "several blocks":
+        w0 = rng.standard_normal(3 * optim.BLOCK_SIZE + 5)
+    elif layout == "transposed":
+        w0 = rng.standard_normal((300, 500)).T  # not C-contiguous: no flat view
+    else:
+        w0 = rng.standard_normal(optim.BLOCK_SIZE + 17).astype(np.float32)
+    param = torch.tensor(w0, requires_grad=True)  # same dtype as w0
+    torch_opt = torch_class([param], **torch_kwargs)
+    w, cfg = w0, dict(config)
+    for _ in range(3):
+        dw = np.sin(w) + 0.5  # depends on the iterate, differs per element
+        w, cfg = rule(w, dw, cfg)
+        param.grad = torch.sin(param.detach()) + 0.5
+        torch_opt.step()
+    assert w.shape == w0.shape and w.dtype == w0.dtype
+    if w0.dtype == np.float32:  # float32 rounding differs between NumPy's and torch's kernels
+        np.testing.assert_allclose(w, param.detach().numpy(), rtol=1e-5, atol=1e-6)
+    else:
+        assert rel_error(w, param.detach().numpy()) < 1e-9
