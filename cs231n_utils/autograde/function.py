@@ -205,7 +205,7 @@ def check_function(
             if problem:
                 detail = f"{case.description}: {problem}" if case.description else problem
                 break
-        properties.append(PropertyResult(group.description, group.weight, detail is None, detail or ""))
+        properties.append(PropertyResult.from_problem(group.description, group.weight, detail))
     if check_inputs:
         changed = next((case for case in cases if outcomes[id(case)].mutated), None)
         properties.append(PropertyResult(

@@ -24,6 +24,11 @@ class PropertyResult:
     passed: bool
     detail: str = ""
 
+    @classmethod
+    def from_problem(cls, description: str, weight: float, problem: str | None) -> "PropertyResult":
+        """The property passes when no problem was found; otherwise the problem is the detail."""
+        return cls(description, weight, problem is None, problem or "")
+
 
 @dataclass(frozen=True)
 class GradeReport:

@@ -289,14 +289,14 @@ def check_torch_optimizer(
     changed = next((r.grad_changed or r.error for r in runs if r.grad_changed or r.error), None)
     reload = _inconsistency([random_groups[0]], reload_run, random_runs[:1], "after load_state_dict")
     properties = (
-        PropertyResult("default hyperparameters equal torch.optim's", 1, defaults is None, defaults or ""),
-        PropertyResult("first step matches the reference for random hyperparameters", 2, first is None, first or ""),
-        PropertyResult(f"all {steps} steps match (state kept per parameter)", 2, every is None, every or ""),
-        PropertyResult("uses each param group's own hyperparameters", 1, split is None, split or ""),
-        PropertyResult("skips parameters whose grad is None", 1, skipped is None, skipped or ""),
-        PropertyResult("leaves p.grad unchanged", 1, changed is None, changed or ""),
-        PropertyResult("step(closure) calls the closure once and returns its loss", 1, closure is None, closure or ""),
-        PropertyResult("resumes exactly after load_state_dict(state_dict())", 1, reload is None, reload or ""),
+        PropertyResult.from_problem("default hyperparameters equal torch.optim's", 1, defaults),
+        PropertyResult.from_problem("first step matches the reference for random hyperparameters", 2, first),
+        PropertyResult.from_problem(f"all {steps} steps match (state kept per parameter)", 2, every),
+        PropertyResult.from_problem("uses each param group's own hyperparameters", 1, split),
+        PropertyResult.from_problem("skips parameters whose grad is None", 1, skipped),
+        PropertyResult.from_problem("leaves p.grad unchanged", 1, changed),
+        PropertyResult.from_problem("step(closure) calls the closure once and returns its loss", 1, closure),
+        PropertyResult.from_problem("resumes exactly after load_state_dict(state_dict())", 1, reload),
     )
     mistakes = ()
     if every is not None:

@@ -206,12 +206,12 @@ def check_update_rule(
     every = _compare(everything, runs, references, steps=None)
     state_keys = "/".join(spec.state) or "none"
     properties = (
-        PropertyResult("returns (next_w, config) with next_w shaped like w", 1, api is None, api or ""),
-        PropertyResult("leaves its inputs w and dw unchanged", 1, mutated is None, mutated or ""),
-        PropertyResult(f"keeps its state in the returned config (keys: {state_keys})", 1, state is None, state or ""),
-        PropertyResult("first step with config=None uses the default hyperparameters", 1, defaults is None, defaults or ""),
-        PropertyResult("first step matches the reference for random shapes and hyperparameters", 2, first is None, first or ""),
-        PropertyResult(f"all {steps} consecutive steps match (state carried through config)", 2, every is None, every or ""),
+        PropertyResult.from_problem("returns (next_w, config) with next_w shaped like w", 1, api),
+        PropertyResult.from_problem("leaves its inputs w and dw unchanged", 1, mutated),
+        PropertyResult.from_problem(f"keeps its state in the returned config (keys: {state_keys})", 1, state),
+        PropertyResult.from_problem("first step with config=None uses the default hyperparameters", 1, defaults),
+        PropertyResult.from_problem("first step matches the reference for random shapes and hyperparameters", 2, first),
+        PropertyResult.from_problem(f"all {steps} consecutive steps match (state carried through config)", 2, every),
     )
     mistakes = () if every is None else _likely_mistakes(spec, everything, runs, references)
     return GradeReport(reference_name, properties, mistakes)
