@@ -1,14 +1,18 @@
-"""Fast tests of the grading tool's pure parts: tamper scan, LMS name matching, limits, tables."""
+"""Fast tests of the grading tool's pure parts: tamper scan, LMS names, rosters, limits, tables."""
 from __future__ import annotations
 
 import io
+import unicodedata
 import zipfile
 from pathlib import PurePosixPath
 
+import nbformat
 import pytest
 
-from cs231n_utils.grading.collect import match_entry
-from cs231n_utils.grading.export import failure_table
+from cs231n_utils.autograde.report import GradeReport, PropertyResult
+from cs231n_utils.grading.collect import RANK_EXACT, RANK_FOLDED, RANK_RENAMED, match_entry, match_notebook, notebook_problem
+from cs231n_utils.grading.export import failure_table, lms_rows, named_mistakes
+from cs231n_utils.grading.roster import Roster, RosterEntry, read_roster
 from cs231n_utils.grading.job import read_files
 from cs231n_utils.grading.runner import run_jobs
 from cs231n_utils.grading.sandbox import SandboxLimits, describe_exit
@@ -84,14 +88,27 @@ def test_bound_names_of_a_cell():
 
 
 @pytest.mark.parametrize("name, notebooks, expected", [
-    ("doejane_12345_678_ps1.ipynb", ["ps1"], ("12345", "ps1", 678)),
-    ("doejane_late_12345_679_ps1-2.ipynb", ["ps1", "ps2"], ("12345", "ps1", 679)),
-    ("doejane_12345_678_my work.ipynb", ["ps1"], ("12345", "ps1", 678)),
-    ("alice/ps2.ipynb", ["ps1", "ps2"], ("alice", "ps2", 0)),
-    ("bob.ipynb", ["ps1"], ("bob", "ps1", 0)),
+    ("doejane_12345_678_ps1.ipynb", ["ps1"], ("12345", "ps1", 678, RANK_EXACT, False)),
+    ("doejane_late_12345_679_ps1-2.ipynb", ["ps1", "ps2"], ("12345", "ps1", 679, RANK_EXACT, True)),
+    ("doejane_LATE_12345_679_ps2 (1).ipynb", ["ps1", "ps2"], ("12345", "ps2", 679, RANK_EXACT, True)),
+    ("doejane_12345_678_my work.ipynb", ["ps1"], ("12345", "ps1", 678, RANK_RENAMED, False)),
+    ("müllerjosé_1002_2002_update rules.ipynb", ["update_rules"], ("1002", "update_rules", 2002, RANK_FOLDED, False)),
+    ("müllerjosé_1002_2002_Update-Rules.ipynb", ["ps1", "update_rules"],
+     ("1002", "update_rules", 2002, RANK_FOLDED, False)),
+    ("alice/ps2.ipynb", ["ps1", "ps2"], ("alice", "ps2", 0, RANK_EXACT, False)),
+    ("bob.ipynb", ["ps1"], ("bob", "ps1", 0, RANK_EXACT, False)),
 ])
 def test_lms_and_folder_names_are_matched(name, notebooks, expected):
-    assert match_entry(PurePosixPath(name), notebooks) == expected
+    match = match_entry(PurePosixPath(name), notebooks)
+    assert (match.student, match.notebook, match.submission, match.rank, match.late) == expected
+
+
+def test_decomposed_unicode_and_fullwidth_names_match_the_composed_release():
+    decomposed = unicodedata.normalize("NFD", "müllerjosé_1002_7_Übung 1.ipynb")
+    match = match_entry(PurePosixPath(decomposed), ["übung_1", "ps2"], "name")
+    assert (match.student, match.notebook, match.rank) == ("müllerjosé", "übung_1", RANK_FOLDED)
+    assert match_notebook("ｕｐｄａｔｅ_rules.ipynb", ["update_rules", "ps2"]) == ("update_rules", RANK_FOLDED)
+    assert match_notebook("workings.ipynb", ["update_rules", "ps2"]) is None
 
 
 @pytest.mark.parametrize("name, notebooks, why", [
@@ -105,9 +122,62 @@ def test_unmatched_names_give_a_reason(name, notebooks, why):
 
 
 def test_student_id_can_be_the_name_part():
-    assert match_entry(PurePosixPath("doejane_12345_678_ps1.ipynb"), ["ps1"], "name")[0] == "doejane"
+    assert match_entry(PurePosixPath("doejane_12345_678_ps1.ipynb"), ["ps1"], "name").student == "doejane"
     with pytest.raises(ValueError, match="student_id"):
         match_entry(PurePosixPath("a.ipynb"), ["ps1"], "email")
+
+
+def test_notebook_problem_names_non_json_and_accepts_a_notebook():
+    assert notebook_problem(nbformat.writes(nbformat.v4.new_notebook()).encode()) == ""
+    assert "not a valid notebook" in notebook_problem(b"%PDF-1.4 binary")
+    assert "not a valid notebook" in notebook_problem(b'{"cells": [')
+
+
+def test_zip_names_without_the_utf8_flag_are_decoded_as_utf8(tmp_path):
+    from cs231n_utils.grading.collect import _entries
+
+    name = "müllerjosé_1002_2002_update rules.ipynb"
+    path = tmp_path / "legacy.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(name, "{}")
+    raw = bytearray(path.read_bytes())
+    # clear the UTF-8 flag (general purpose bit 11) in the local and the central header
+    for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = raw.index(signature) + offset
+        raw[at:at + 2] = (int.from_bytes(raw[at:at + 2], "little") & ~0x800).to_bytes(2, "little")
+    path.write_bytes(bytes(raw))
+    with zipfile.ZipFile(path) as archive:
+        assert archive.infolist()[0].filename != name  # zipfile alone reads it as cp437
+    assert [str(rel) for _, rel, _, _ in _entries(path)] == [name]
+
+
+def test_canvas_roster_is_read_with_names_emails_and_assignment_columns(tmp_path):
+    path = tmp_path / "roster.csv"
+    path.write_text(
+        "\ufeffStudent,ID,SIS User ID,SIS Login ID,Section,Update rules (4321),Final Score\n"
+        "    Points Possible,,,,,13,\n"
+        "\"Müller, José\",1002,S1002,jose@uni.example,Sec A,,\n"
+        "\"Doe, Jane\",1001,S1001,jdoe,Sec B,,\n", encoding="utf-8")
+    roster = read_roster(path)
+    assert sorted(roster.students) == ["1001", "1002"]
+    jose = roster.students["1002"]
+    assert (jose.first_name, jose.last_name, jose.email, jose.section) == ("José", "Müller", "jose@uni.example", "Sec A")
+    assert roster.students["1001"].email is None  # a login that is not an email address
+    assert jose.display_name == "Müller, José"
+    assert roster.assignment_column("update_rules") == "Update rules (4321)"
+    assert roster.assignment_column("second_order") is None
+
+
+def test_plain_roster_and_roster_errors(tmp_path):
+    path = tmp_path / "plain.csv"
+    path.write_text("id,First Name,Last_Name,Email\n7,Ann,Lee,ann@x.example\n", encoding="utf-8")
+    entry = read_roster(path).students["7"]
+    assert (entry.first_name, entry.last_name, entry.email) == ("Ann", "Lee", "ann@x.example")
+    (tmp_path / "bad.csv").write_text("name,email\nAnn,a@x\n")
+    with pytest.raises(ValueError, match="ID column"):
+        read_roster(tmp_path / "bad.csv")
+    with pytest.raises(ValueError, match="roster"):
+        read_roster(tmp_path / "missing.csv")
 
 
 @pytest.mark.parametrize("kwargs, argument", [
@@ -138,18 +208,61 @@ def test_run_jobs_validates_its_engine_arguments():
         list(run_jobs([], scheduler=8786))
 
 
-def test_failure_table_counts_lost_points_per_test():
+def test_failure_table_counts_named_mistakes_and_a_failed_submission_once():
+    def row(student, test, score, mistakes=(), status="graded", max_score=2.0):
+        return {"student_id": student, "status": status, "notebook": "ps1", "test": test, "score": score,
+                "max_score": max_score, "mistakes": list(mistakes)}
+
     rows = [
-        {"student_id": "a", "notebook": "ps1", "test": "t1", "score": 1.0, "max_score": 1.0, "error": ""},
-        {"student_id": "b", "notebook": "ps1", "test": "t1", "score": 0.0, "max_score": 1.0, "error": "AssertionError"},
-        {"student_id": "c", "notebook": "ps1", "test": "t1", "score": 0.0, "max_score": 1.0, "error": "AssertionError"},
-        {"student_id": "a", "notebook": "ps1", "test": "t2", "score": 0.0, "max_score": 2.0, "error": ""},
+        row("a", "t1", 2.0),
+        row("b", "t1", 1.0, ["likely mistake: no bias correction"]),
+        row("c", "t1", 0.0, ["likely mistake: no bias correction", "error: AssertionError"]),
+        row("d", "t1", 1.5),
+        row("a", "t2", 0.0, ["no credit: calls the reference"], max_score=1.0),
+        row("z", "t1", 0.0, ["error: ValueError"], status="failed"),
+        row("z", "t2", 0.0, status="failed", max_score=1.0),
     ]
-    table = {row["test"]: row for row in failure_table(rows)}
-    assert table["t1"]["failed"] == 2 and table["t1"]["submissions"] == 3
-    assert table["t1"]["fail_rate"] == pytest.approx(2 / 3, abs=1e-4)
-    assert table["t1"]["errors"] == "AssertionError x2"
-    assert table["t2"]["errors"] == "no error output x1"
+    table = {r["test"]: r for r in failure_table(rows)}
+    assert (table["t1"]["submissions"], table["t1"]["lost_points"]) == (4, 3)
+    assert table["t1"]["fail_rate"] == 0.75 and table["t1"]["mean_score"] == 1.125
+    assert table["t1"]["mistakes"] == ("likely mistake: no bias correction x2; error: AssertionError x1; "
+                                       "no mistake named x1")
+    assert table["t2"]["submissions"] == 1 and table["t2"]["mistakes"] == "no credit: calls the reference x1"
+    assert table["(submission failed)"]["lost_points"] == 1 and table["(submission failed)"]["submissions"] == 5
+
+
+def test_named_mistakes_are_read_from_the_checks_feedback():
+    report = GradeReport("adam", (PropertyResult("first step matches", 1.0, True),
+                                  PropertyResult("bias correction", 2.0, False, "off by 1e-1")),
+                         likely_mistakes=("t not incremented before bias correction",))
+    assert named_mistakes(report.feedback()) == ["likely mistake: t not incremented before bias correction"]
+    failed_only = GradeReport("adam", (PropertyResult("bias correction", 2.0, False),))
+    assert named_mistakes(failed_only.feedback()) == ["failed check: bias correction"]
+    zero = GradeReport("adam", zero_reason="calls the reference implementation")
+    assert named_mistakes(zero.feedback()) == ["no credit: calls the reference implementation"]
+    assert named_mistakes("all good\nScore: 3 / 3") == []
+
+
+def test_lms_rows_follow_the_roster_and_leave_non_submitters_blank():
+    roster = Roster({"1": RosterEntry("1", "Ann", "Lee", None, "S1", "alee", "A"),
+                     "2": RosterEntry("2", "Bo", "Ng", None, "S2", "bng", "B")}, ())
+    submissions = [{"student_id": "1", "lms_user_id": "1", "score": 7.5}]
+    rows = lms_rows(submissions, roster, "PS1 (99)", 13.0)
+    assert rows[0] == {"Student": "Points Possible", "ID": "", "SIS User ID": "", "SIS Login ID": "",
+                       "Section": "", "PS1 (99)": "13"}
+    assert rows[1] == {"Student": "Lee, Ann", "ID": "1", "SIS User ID": "S1", "SIS Login ID": "alee",
+                       "Section": "A", "PS1 (99)": "7.5"}
+    assert rows[2]["PS1 (99)"] == ""
+
+
+def test_formgrader_exporter_refuses_with_the_sandboxed_command():
+    from types import SimpleNamespace
+
+    from cs231n_utils.grading.formgrader import RefuseUnsandboxedAutograde, UnsandboxedAutogradeRefused
+
+    parent = SimpleNamespace(coursedir=SimpleNamespace(assignment_id="ps1", student_id="1001"))
+    with pytest.raises(UnsandboxedAutogradeRefused, match="cs231n-grade autograde ps1 --student 1001"):
+        RefuseUnsandboxedAutograde(parent=parent)
 
 
 def test_read_files_skips_notebooks_when_asked(tmp_path):
@@ -169,7 +282,7 @@ def test_zip_entries_are_read(tmp_path):
         archive.writestr("folder/", "")
     path = tmp_path / "download.zip"
     path.write_bytes(buffer.getvalue())
-    assert [(str(rel), data) for _, rel, data in _entries(path)] == [("doejane_1_2_ps1.ipynb", b"{}")]
+    assert [(str(rel), data) for _, rel, data, _ in _entries(path)] == [("doejane_1_2_ps1.ipynb", b"{}")]
     with pytest.raises(ValueError, match="inputs"):
         list(_entries(tmp_path / "missing.txt"))
 

@@ -1,10 +1,10 @@
 """``cs231n-grade``: collect, autograde, feedback and export for a whole class, on top of nbgrader.
 
-    cs231n-grade collect ps1 canvas_download.zip more_notebooks/
+    cs231n-grade collect ps1 canvas_download.zip more_notebooks/ --roster canvas_gradebook.csv
     cs231n-grade autograde ps1 --workers 2 --timeout 300 --memory-mb 2048 --cpu-seconds 240
     cs231n-grade autograde ps1 --scheduler tcp://10.0.0.5:8786      # an existing Dask cluster
-    cs231n-grade feedback ps1
-    cs231n-grade export ps1 --out grades/
+    cs231n-grade feedback ps1                  # refuses while cells need manual grades
+    cs231n-grade export ps1 --out grades/ --roster canvas_gradebook.csv
 
 Every command takes ``--course DIR`` (default: the current directory), the folder that holds
 ``nbgrader_config.py``. Exit status: 0 when every submission was graded, 1 when some were
@@ -13,6 +13,7 @@ recorded as failed or tampered (they still have a score and a reason), 2 on usag
 from __future__ import annotations
 
 import argparse
+import datetime
 import sys
 import warnings
 from collections import Counter
@@ -23,16 +24,25 @@ from tqdm import tqdm
 from .sandbox import SandboxLimits
 
 
-def _cmd_collect(args: argparse.Namespace) -> int:
-    from .collect import collect
+def _utc(text: str) -> datetime.datetime:
+    """An ISO 8601 time as naive UTC (a time without a zone is taken as UTC)."""
+    try:
+        when = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    if when.tzinfo is not None:
+        when = when.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    return when
 
-    report = collect(args.course, args.assignment, args.inputs, student_id=args.student_id)
-    print(f"collected {len(report.collected)} notebooks for "
-          f"{len({s for s, _, _ in report.collected})} students into submitted/")
-    if report.unmatched:
-        print(f"{len(report.unmatched)} unmatched files:")
-        for origin, why in report.unmatched:
-            print(f"  {origin}: {why}")
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from .collect import collect, summary
+    from .roster import read_roster
+
+    roster = read_roster(args.roster) if args.roster else None
+    report = collect(args.course, args.assignment, args.inputs, student_id=args.student_id, roster=roster,
+                     deadline=args.deadline)
+    print("\n".join(summary(report)))
     return 0
 
 
@@ -62,9 +72,18 @@ def _cmd_autograde(args: argparse.Namespace) -> int:
 
 
 def _cmd_feedback(args: argparse.Namespace) -> int:
-    from .feedback import autograded_students, generate_feedback
+    from .feedback import autograded_students, generate_feedback, pending_manual_grades
 
     students = args.student.split(",") if args.student else autograded_students(args.course, args.assignment)
+    pending = pending_manual_grades(args.course, args.assignment, students)
+    if pending:
+        print(f"{len(pending)} submissions still need manual grades (formgrader: Manual Grading):")
+        for student, cells in sorted(pending.items()):
+            print(f"  {student}: {', '.join(cells)}")
+        if not args.allow_ungraded:
+            print("no feedback written: grade them first, or pass --allow-ungraded "
+                  "(those cells then show their autograded score, usually 0)")
+            return 1
     with tqdm(total=len(students), desc=f"feedback {args.assignment}", unit="student", disable=args.quiet) as bar:
         outcome = generate_feedback(args.course, args.assignment, students, on_student=lambda s, ok: bar.update(1))
     failed = {s: e for s, e in outcome.items() if e is not None}
@@ -76,10 +95,13 @@ def _cmd_feedback(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from .export import export
+    from .roster import read_roster
 
-    paths = export(args.course, args.assignment, args.out)
-    for path in (paths.grades_csv, paths.histogram_png, paths.failures_csv):
-        print(path)
+    roster = read_roster(args.roster) if args.roster else None
+    paths = export(args.course, args.assignment, args.out, roster=roster, lms_column=args.lms_column)
+    for path in (paths.grades_csv, paths.lms_csv, paths.histogram_png, paths.failures_csv):
+        if path is not None:
+            print(path)
     return 0
 
 
@@ -95,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("inputs", nargs="+", help="zip files or folders of notebooks")
     collect.add_argument("--student-id", choices=["userid", "name"], default="userid",
                          help="which part of an LMS file name is the student id (default: userid)")
+    collect.add_argument("--roster", help="LMS roster CSV (Canvas gradebook export): names and emails")
+    collect.add_argument("--deadline", type=_utc,
+                         help="ISO 8601 due time (default: the assignment's due date in the gradebook); "
+                              "the LMS late_ marker puts a file after it")
     collect.set_defaults(run=_cmd_collect)
 
     grade = commands.add_parser("autograde", help="autograde every submission, in parallel and sandboxed")
@@ -113,11 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
     feedback = commands.add_parser("feedback", help="nbgrader generate_feedback, per student")
     feedback.add_argument("assignment")
     feedback.add_argument("--student", help="comma-separated student ids (default: every autograded one)")
+    feedback.add_argument("--allow-ungraded", action="store_true",
+                          help="write feedback even though some cells still need manual grades")
     feedback.set_defaults(run=_cmd_feedback)
 
-    export = commands.add_parser("export", help="grades CSV, score histogram PNG, per-test failure CSV")
+    export = commands.add_parser("export", help="grades CSV, LMS import CSV, score histogram PNG, "
+                                                "per-test failure CSV")
     export.add_argument("assignment")
     export.add_argument("--out", default="grading-export", help="output folder (default: grading-export)")
+    export.add_argument("--roster", help="LMS roster CSV (Canvas gradebook export): writes the LMS import file")
+    export.add_argument("--lms-column", help="LMS assignment column, e.g. 'Update rules (4321)' "
+                                             "(default: the roster's matching column)")
     export.set_defaults(run=_cmd_export)
     return parser
 

@@ -27,6 +27,11 @@ def load_course_config(course_dir: str | Path) -> Config:
     if (root / "nbgrader_config.py").exists():
         config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
     config.CourseDirectory.root = str(root)
+    if "root" not in config.Exchange:
+        # nbgrader's default, /usr/local/share/nbgrader/exchange, is usually unwritable: every API
+        # call would log "Unwritable directory" (also for a missing one). cs231n-grade never uses it.
+        config.Exchange.root = str(root / "exchange")
+        (root / "exchange").mkdir(exist_ok=True)
     return config
 
 

@@ -5,8 +5,9 @@ Workers never open the course gradebook. Each job grades against a private copy 
 sees other students' grades nor can damage them), and the parent process calls
 :func:`merge_result` for each finished job, one at a time, in one thread: SQLite never has two
 writers, so it cannot report "database is locked". A merge replaces the student's autograded
-scores for the assignment (``update_or_create``), so re-running autograde is idempotent; like
-nbgrader's ``SaveAutoGrades`` it keeps manual scores and flags them for review.
+scores for the assignment (``update_or_create``), so re-running autograde is idempotent. Manual
+scores are kept, and so is their "graded" state while the submission's timestamp is unchanged
+(nbgrader's ``SaveAutoGrades`` flags them for review on every run; a resubmission still does).
 
 The reason a submission got its score is kept beside the gradebook in
 ``<course>/grading/<assignment>/results.json`` (nbgrader's schema has no field for it), and
@@ -52,8 +53,13 @@ def make_template(db_url: str, assignment: str, target: Path) -> Path:
 def merge_result(gb: Gradebook, result: JobResult) -> None:
     """Write one job's scores into the course gradebook (replacing earlier ones)."""
     gb.update_or_create_student(result.student)
+    try:
+        before = gb.find_submission(result.assignment, result.student).timestamp
+    except MissingEntry:
+        before = None
     kwargs: dict[str, Any] = {"timestamp": result.timestamp} if result.timestamp else {}
-    gb.update_or_create_submission(result.assignment, result.student, **kwargs)
+    submission = gb.update_or_create_submission(result.assignment, result.student, **kwargs)
+    resubmitted = before is None or submission.timestamp != before
     for notebook in result.notebooks:
         try:
             sub_nb = gb.find_submission_notebook(notebook.name, result.assignment, result.student)
@@ -67,8 +73,10 @@ def merge_result(gb: Gradebook, result: JobResult) -> None:
             if values is None:
                 continue
             grade.auto_score = values["auto_score"]
-            grade.needs_manual_grade = bool(values["needs_manual_grade"]) or (
-                grade.manual_score is not None or values["auto_score"] is None)
+            if grade.manual_score is not None:
+                grade.needs_manual_grade = resubmitted
+            else:
+                grade.needs_manual_grade = bool(values["needs_manual_grade"]) or values["auto_score"] is None
     gb.db.commit()
 
 

@@ -36,7 +36,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.converters import Autograde
 from nbgrader.converters.base import NbGraderException
 from nbgrader.coursedir import CourseDirectory
-from nbformat.v4 import new_code_cell, new_markdown_cell
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from nbgrader.preprocessors import (AssignLatePenalties, ClearHiddenTests, CheckCellMetadata, IgnorePattern, LimitOutput,
                                     SaveAutoGrades)
 from traitlets.config import Config
@@ -250,6 +250,12 @@ def _ungraded_copy(path: Path, why: str) -> str:
     return nbformat.writes(nb)
 
 
+def _reason_notebook(why: str) -> str:
+    """A one-cell notebook that says why the submission could not be read (for formgrader and feedback)."""
+    nb = new_notebook(cells=[new_markdown_cell(f"**The autograder could not read this notebook:** {why}")])
+    return nbformat.writes(nb)
+
+
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")
 
 
@@ -295,6 +301,7 @@ def _grade(spec: JobSpec, workdir: Path, started: float) -> JobResult:
     structure = _structure(db_url, spec.assignment)
     reasons: list[str] = []
     tampered: dict[str, list[str]] = {}
+    unreadable: dict[str, str] = {}
     for name, info in structure.items():
         path = submitted / f"{name}.ipynb"
         if not path.exists():
@@ -303,6 +310,7 @@ def _grade(spec: JobSpec, workdir: Path, started: float) -> JobResult:
         nb, problem = _read_notebook(path)
         if nb is None:
             reasons.append(problem)
+            unreadable[name] = problem
             path.unlink()  # nbgrader then records the notebook as missing: every grade 0
             continue
         reasons.extend(f"{name}: {r}" for r in _changed_instructor_cells(nb, info["locked"]))
@@ -365,6 +373,8 @@ def _grade(spec: JobSpec, workdir: Path, started: float) -> JobResult:
                     why = f"{death or _failure_reason(handler.records)}; scored 0"
                     reasons.append(f"{name}: {why}")
                     result.autograded_json = _ungraded_copy(submitted / f"{name}.ipynb", why)
+                elif name in unreadable:
+                    result.autograded_json = _reason_notebook(f"{unreadable[name]}; scored 0")
             findings = tampered.get(name, [])
             guard_findings = read_guard_findings(report_dir, name)
             if output.exists() and guard_findings:
@@ -373,7 +383,9 @@ def _grade(spec: JobSpec, workdir: Path, started: float) -> JobResult:
                 status = STATUS_TAMPERED
                 reasons.extend(f"{name}: {f}" for f in findings)
             if findings or not output.exists():
-                for grade_id in info["code_grade_cells"]:
+                # an unreadable notebook has no answer to grade by hand either
+                zeroed = info["max_scores"] if name in unreadable else info["code_grade_cells"]
+                for grade_id in zeroed:
                     grades[grade_id].update(auto_score=0.0, needs_manual_grade=False)
             notebooks.append(result)
     if death and status == STATUS_GRADED:
