@@ -224,9 +224,10 @@ def test_feedback_and_export_commands(course, tmp_path, capsys):
     assert "status 3" in rows["crash"]["reasons"]
     with (tmp_path / f"{dc.ASSIGNMENT}_test_failures.csv").open() as handle:
         failures = {row["test"]: row for row in csv.DictReader(handle)}
-    graded = len(rows)
-    hidden_passes = sum(float(r["score"]) == 3.0 for r in rows.values())
-    assert int(failures["test_double_hidden"]["failed"]) == graded - hidden_passes
+    ran = [r for r in rows.values() if r["status"] not in ("failed", "tampered")]  # the others: one row each
+    hidden_passes = sum(float(r["score"]) == 3.0 for r in ran)
+    assert int(failures["test_double_hidden"]["lost_points"]) == len(ran) - hidden_passes
+    assert int(failures["(submission failed)"]["lost_points"]) == sum(r["status"] == "failed" for r in rows.values())
     assert (tmp_path / f"{dc.ASSIGNMENT}_histogram.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
