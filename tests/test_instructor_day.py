@@ -25,6 +25,7 @@ from nbformat.v4 import new_markdown_cell
 from cs231n_utils.grading import demo_course as dc
 from cs231n_utils.grading.cli import main
 from cs231n_utils.grading.course import load_course_config, open_course
+from tests.test_book import browser, chromium  # noqa: F401 - the book tests' headless Chromium fixtures
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")]
 
@@ -283,6 +284,62 @@ def test_export_files_column_by_column(graded, tmp_path, capfd):
     assert hidden["mistakes"] == "error: AssertionError x1"
     assert (failures["(submission failed)"]["lost_points"], failures["(submission failed)"]["submissions"]) == ("1", "4")
     assert (tmp_path / f"{dc.ASSIGNMENT}_histogram.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def formgrader(graded):
+    """The course's formgrader: a Jupyter server started in the course with the repository's
+    ``jupyter_server_config.py``, as the README says; yields (base URL, token, log file)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    token, log = "instructor-day-token", graded / "jupyter-server.log"
+    config = Path(__file__).resolve().parents[1] / "jupyter_server_config.py"
+    command = [str(Path(sys.executable).parent / "jupyter"), "server", f"--config={config}", "--no-browser",
+               f"--ServerApp.port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={graded}",
+               "--ServerApp.ip=127.0.0.1"] + (["--allow-root"] if os.geteuid() == 0 else [])
+    with log.open("w") as handle:
+        server = subprocess.Popen(command, cwd=graded, stdout=handle, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, log.read_text()[-3000:]
+                time.sleep(0.5)
+        yield base, token, log
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_formgrader_sub_page_opened_by_link_with_a_token_loads_names_and_statuses(formgrader, browser):
+    base, token, log = formgrader
+    page = browser.new_page()
+    try:
+        page.goto(f"{base}/formgrader/manage_submissions/{dc.ASSIGNMENT}?token={token}")
+        page.wait_for_selector("text=1004", timeout=60_000)  # the table arrived, not "Loading"
+        table = page.inner_text("table")
+        for name in ("Lee, Ann", "Müller, José", "Doe, Jane", "Smith, Bo"):
+            assert name in table
+        assert "needs autograding" not in table and "None, None" not in table and "Loading" not in table
+        page.goto(f"{base}/formgrader/manage_assignments")
+        page.wait_for_selector("text=ps1", timeout=60_000)
+        assert "Current configuration" not in page.inner_text("body")
+    finally:
+        page.close()
+    text = log.read_text()
+    assert "not serializable" not in text and "Unwritable directory" not in text
 
 
 def test_repository_config_keeps_formgrader_quiet_and_sandboxed():
