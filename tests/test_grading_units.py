@@ -318,3 +318,25 @@ def test_launcher_really_applies_the_limits():
     bomb = subprocess.run([sys.executable, "-I", "-S", "-c", _LAUNCHER, limits, sys.executable, "-c",
                            "x = bytearray(600 * 2**20)"], capture_output=True, text=True)
     assert bomb.returncode != 0 and "MemoryError" in bomb.stderr
+
+
+def test_deadline_argument_is_read_as_naive_utc():
+    import argparse
+    import datetime
+
+    from cs231n_utils.grading.cli import _utc
+
+    assert _utc("2026-03-01T23:59Z") == datetime.datetime(2026, 3, 1, 23, 59)
+    assert _utc("2026-03-02T01:59:30+02:00") == datetime.datetime(2026, 3, 1, 23, 59, 30)
+    assert _utc("2026-03-01 23:59") == datetime.datetime(2026, 3, 1, 23, 59)
+    with pytest.raises(argparse.ArgumentTypeError, match="ISO 8601"):
+        _utc("March 1st")
+
+
+def test_a_course_without_an_exchange_setting_gets_a_writable_one_inside_it(tmp_path):
+    from cs231n_utils.grading.course import load_course_config
+
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\nc.CourseDirectory.course_id = 'x'\n")
+    config = load_course_config(tmp_path)
+    assert config.Exchange.root == str(tmp_path.resolve() / "exchange")
+    assert (tmp_path / "exchange").is_dir()
