@@ -213,14 +213,10 @@ def test_formgrader_autograde_button_refuses_and_leaves_the_sandboxed_results(gr
     assert _grades(graded) == before and autograded.read_bytes() == notebook
 
 
-def test_feedback_refuses_until_hand_grading_is_done_then_writes_every_file(graded, capfd):
+@pytest.fixture(scope="module")
+def hand_graded(graded):
+    """The written answers graded through nbgrader's gradebook API, as the formgrader saves them."""
     from nbgrader.api import Gradebook
-
-    feedback = graded / "feedback"
-    assert _cli(graded, "feedback", dc.ASSIGNMENT) == 1
-    out = capfd.readouterr().out
-    assert "3 submissions still need manual grades" in out and "1001: update_rules/discussion" in out
-    assert "--allow-ungraded" in out and not feedback.exists()
 
     coursedir, _ = open_course(graded)
     with Gradebook(coursedir.db_url, coursedir.course_id) as gb:
@@ -229,6 +225,17 @@ def test_feedback_refuses_until_hand_grading_is_done_then_writes_every_file(grad
             grade.manual_score = points
             grade.needs_manual_grade = False  # what the formgrader's "save" does with a score
         gb.db.commit()
+    return graded
+
+
+def test_feedback_refuses_until_hand_grading_is_done_then_writes_every_file(graded, request, capfd):
+    feedback = graded / "feedback"
+    assert _cli(graded, "feedback", dc.ASSIGNMENT) == 1
+    out = capfd.readouterr().out
+    assert "3 submissions still need manual grades" in out and "1001: update_rules/discussion" in out
+    assert "--allow-ungraded" in out and not feedback.exists()
+
+    request.getfixturevalue("hand_graded")
     assert _cli(graded, "feedback", dc.ASSIGNMENT) == 0
     out, err = capfd.readouterr()
     assert "feedback for 4 of 4 students" in out and "Unwritable directory" not in out + err
@@ -238,7 +245,8 @@ def test_feedback_refuses_until_hand_grading_is_done_then_writes_every_file(grad
     assert "ps1: failed" in bo and "corrupt notebook" in bo
 
 
-def test_rerunning_autograde_keeps_manual_grades_and_their_graded_state(graded, capfd):
+def test_rerunning_autograde_keeps_manual_grades_and_their_graded_state(hand_graded):
+    graded = hand_graded
     before = _grades(graded)
     assert before[("1001", "discussion")] == (None, 2.0, False)
     assert _cli(graded, "autograde", dc.ASSIGNMENT, "--student", "1001,1003", *LIMIT_ARGS) == 0
@@ -246,8 +254,10 @@ def test_rerunning_autograde_keeps_manual_grades_and_their_graded_state(graded, 
     assert _cli(graded, "feedback", dc.ASSIGNMENT, "--student", "1001") == 0
 
 
-def test_export_files_column_by_column(graded, tmp_path, capfd):
+def test_export_files_column_by_column(hand_graded, tmp_path, capfd):
+    graded = hand_graded
     assert _cli(graded, "export", dc.ASSIGNMENT, "--out", str(tmp_path), "--roster", str(graded / "roster.csv")) == 0
+    assert "still need manual grades" not in capfd.readouterr().out  # all graded by hand above
     rows = {row["student_id"]: row for row in _rows(tmp_path / f"{dc.ASSIGNMENT}_grades.csv")}
     assert list(rows) == ["1001", "1002", "1003", "1004"]
     expected = {  # raw = double's tests (1 + 2) + discussion by hand; José is late: "zero" policy

@@ -102,6 +102,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     for path in (paths.grades_csv, paths.lms_csv, paths.histogram_png, paths.failures_csv):
         if path is not None:
             print(path)
+    if paths.needs_manual_grade:
+        print(f"warning: {len(paths.needs_manual_grade)} submissions still need manual grades, so their "
+              f"scores are incomplete: {', '.join(paths.needs_manual_grade)}")
     return 0
 
 

@@ -214,7 +214,7 @@ def _lose(loser: _Candidate, winner: _Candidate) -> None:
     elif winner.match.rank > loser.match.rank:
         why = "a file of the same submission named like the released notebook"
     else:
-        why = "an identical-looking file seen first"
+        why = "a file seen first with the same submission, validity and name rank"
     loser.row.action = "superseded"
     loser.row.reason = f"superseded by {winner.row.source} ({why})"
 
@@ -282,7 +282,7 @@ def collect(course_dir: str | Path, assignment: str, inputs: list[str | Path], *
     deadline = deadline or _duedate(coursedir.db_url, assignment)
 
     report = CollectReport()
-    chosen: dict[tuple[str, str], _Candidate] = {}
+    candidates: dict[tuple[str, str], list[_Candidate]] = {}
     order = 0
     for source in inputs:
         for origin, relative, content, modified in _entries(Path(source)):
@@ -296,23 +296,22 @@ def collect(course_dir: str | Path, assignment: str, inputs: list[str | Path], *
                               lms_user_id=match.lms_user_id, submission_id=str(match.submission or ""),
                               late=match.late, valid_notebook=not problem)
             report.rows.append(row)
-            candidate = _Candidate(row, match, content, modified, order)
+            candidates.setdefault((match.student, match.notebook), []).append(
+                _Candidate(row, match, content, modified, order))
             order += 1
-            key = (match.student, match.notebook)
-            previous = chosen.get(key)
-            if previous is not None:
-                loser, candidate = sorted([previous, candidate], key=_Candidate.preference)
-                _lose(loser, candidate)
-            chosen[key] = candidate
 
     by_student: dict[str, list[_Candidate]] = {}
-    for (student, _), candidate in sorted(chosen.items()):
-        by_student.setdefault(student, []).append(candidate)
-    for student, candidates in by_student.items():
+    for (student, _), group in sorted(candidates.items()):
+        winner = max(group, key=_Candidate.preference)
+        for loser in group:
+            if loser is not winner:
+                _lose(loser, winner)
+        by_student.setdefault(student, []).append(winner)
+    for student, winners in by_student.items():
         folder = assignment_path(coursedir, coursedir.submitted_directory, assignment, student)
         folder.mkdir(parents=True, exist_ok=True)
-        stamp = max(_timestamp(c, deadline) for c in candidates)
-        for candidate in candidates:
+        stamp = max(_timestamp(c, deadline) for c in winners)
+        for candidate in winners:
             (folder / f"{candidate.match.notebook}.ipynb").write_bytes(candidate.content)
             candidate.row.timestamp = stamp.strftime(TIMESTAMP_FORMAT)
         (folder / "timestamp.txt").write_text(stamp.strftime(TIMESTAMP_FORMAT))

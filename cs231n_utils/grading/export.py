@@ -44,6 +44,7 @@ class ExportPaths:
     histogram_png: Path
     failures_csv: Path
     lms_csv: Path | None = None
+    needs_manual_grade: tuple[str, ...] = ()  # students whose scores still miss a grade by hand
 
 
 def named_mistakes(output: str) -> list[str]:
@@ -196,7 +197,8 @@ def export(course_dir: str | Path, assignment: str, out_dir: str | Path, *, rost
     out.mkdir(parents=True, exist_ok=True)
     paths = ExportPaths(out / f"{assignment}_grades.csv", out / f"{assignment}_histogram.png",
                         out / f"{assignment}_test_failures.csv",
-                        out / f"{assignment}_lms_import.csv" if roster is not None else None)
+                        out / f"{assignment}_lms_import.csv" if roster is not None else None,
+                        tuple(row["student_id"] for row in submissions if row["needs_manual_grade"]))
     _write_csv(paths.grades_csv, submissions, GRADE_FIELDS)
     _write_csv(paths.failures_csv, failure_table(tests), FAILURE_FIELDS)
     max_score = max((row["max_score"] for row in submissions), default=0.0)
