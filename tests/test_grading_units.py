@@ -340,3 +340,20 @@ def test_a_course_without_an_exchange_setting_gets_a_writable_one_inside_it(tmp_
     config = load_course_config(tmp_path)
     assert config.Exchange.root == str(tmp_path.resolve() / "exchange")
     assert (tmp_path / "exchange").is_dir()
+
+
+def test_a_tampered_notebook_is_written_with_its_reasons_on_top(tmp_path):
+    from cs231n_utils.grading.gradebook import write_autograded
+    from cs231n_utils.grading.job import JobResult, NotebookResult
+
+    executed = nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]))
+    tampered = JobResult("ps1", "eve", "tampered", ["ps1: tampering: patches numpy.allclose", "other: x"],
+                         [NotebookResult("ps1", {}, autograded_json=executed)])
+    write_autograded(tmp_path / "eve", tampered)
+    cells = nbformat.read(str(tmp_path / "eve" / "ps1.ipynb"), as_version=4).cells
+    assert [c.cell_type for c in cells] == ["markdown", "code"]
+    assert "tampered" in cells[0].source and "- tampering: patches numpy.allclose" in cells[0].source
+    assert "other: x" not in cells[0].source
+    honest = JobResult("ps1", "ann", "graded", [], [NotebookResult("ps1", {}, autograded_json=executed)])
+    write_autograded(tmp_path / "ann", honest)
+    assert (tmp_path / "ann" / "ps1.ipynb").read_text() == executed

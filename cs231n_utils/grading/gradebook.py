@@ -22,9 +22,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import nbformat
+from nbformat.v4 import new_markdown_cell
 from nbgrader.api import Comment, Grade, Gradebook, MissingEntry, Student, SubmittedAssignment, SubmittedNotebook
 
-from .job import STATUS_GRADED, JobResult
+from .job import STATUS_GRADED, STATUS_TAMPERED, JobResult
 
 
 def sqlite_path(db_url: str) -> Path:
@@ -80,8 +82,20 @@ def merge_result(gb: Gradebook, result: JobResult) -> None:
     gb.db.commit()
 
 
+def _with_tampering_note(autograded_json: str, reasons: list[str]) -> str:
+    """The executed notebook headed by a cell that says it was scored 0 for tampering, and why."""
+    nb = nbformat.reads(autograded_json, as_version=4)
+    listed = "\n".join(f"- {reason}" for reason in reasons)
+    nb.cells.insert(0, new_markdown_cell(f"**cs231n-grade: tampered, the tests score 0.**\n\n{listed}"))
+    return nbformat.writes(nb)
+
+
 def write_autograded(autograded_dir: Path, result: JobResult) -> None:
-    """Put the executed notebooks where ``nbgrader generate_feedback`` looks for them."""
+    """Put the executed notebooks where the formgrader and ``nbgrader generate_feedback`` look.
+
+    A tampered notebook is headed by the reasons, so the formgrader shows what ``results.json``
+    records (a failed one already is: see :func:`~.job._ungraded_copy`).
+    """
     for notebook in result.notebooks:
         if notebook.autograded_json is None:
             continue
@@ -89,7 +103,11 @@ def write_autograded(autograded_dir: Path, result: JobResult) -> None:
         path = autograded_dir / f"{notebook.name}.ipynb"
         if path.exists():
             os.chmod(path, 0o644)
-        path.write_text(notebook.autograded_json)
+        text = notebook.autograded_json
+        if result.status == STATUS_TAMPERED:
+            prefix = f"{notebook.name}: "
+            text = _with_tampering_note(text, [r[len(prefix):] for r in result.reasons if r.startswith(prefix)])
+        path.write_text(text)
 
 
 def results_path(course_root: Path, assignment: str) -> Path:
