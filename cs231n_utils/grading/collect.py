@@ -67,7 +67,6 @@ class Match:
     notebook: str
     submission: int
     rank: int
-    filename: str
     lms_name: str = ""
     lms_user_id: str = ""
     late: bool = False
@@ -190,11 +189,11 @@ def match_entry(relative: PurePosixPath, notebooks: list[str], student_id: str =
     else:
         if len(notebooks) != 1:
             return "file name names no student folder and the assignment has several notebooks"
-        return Match(relative.stem, notebooks[0], 0, RANK_EXACT, relative.name)
+        return Match(relative.stem, notebooks[0], 0, RANK_EXACT)
     found = match_notebook(filename, notebooks)
     if found is None:
         return f"{PurePosixPath(filename).stem!r} is not one of the released notebooks {notebooks}"
-    return Match(student, found[0], submission, found[1], filename, **extra)
+    return Match(student, found[0], submission, found[1], **extra)
 
 
 def notebook_problem(content: bytes) -> str:
