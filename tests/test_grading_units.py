@@ -357,3 +357,11 @@ def test_a_tampered_notebook_is_written_with_its_reasons_on_top(tmp_path):
     honest = JobResult("ps1", "ann", "graded", [], [NotebookResult("ps1", {}, autograded_json=executed)])
     write_autograded(tmp_path / "ann", honest)
     assert (tmp_path / "ann" / "ps1.ipynb").read_text() == executed
+
+
+def test_histogram_counts_are_whole_submissions():
+    from cs231n_utils.grading.export import histogram_figure
+
+    figure = histogram_figure([0.0, 3.0, 3.0], 3.0, "ps1")
+    ticks = figure.axes[0].get_yticks()
+    assert len(ticks) >= 2 and all(float(tick).is_integer() for tick in ticks)

@@ -162,15 +162,13 @@ def _write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
         writer.writerows(rows)
 
 
-def plot_histogram(scores: list[float], max_score: float, path: Path, title: str) -> None:
+def histogram_figure(scores: list[float], max_score: float, title: str):
     """Histogram of total scores, one bar per point value up to ``max_score``; integer count ticks."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    figure, axes = plt.subplots(figsize=(6, 3.5))
+    figure = Figure(figsize=(6, 3.5))
+    axes = figure.subplots()
     top = max(max_score, max(scores, default=0.0), 1.0)
     bins = min(40, max(10, int(round(top)) + 1))
     axes.hist(scores, bins=bins, range=(0, top), color="tab:blue", edgecolor="white")
@@ -179,8 +177,12 @@ def plot_histogram(scores: list[float], max_score: float, path: Path, title: str
     axes.set_ylabel("submissions")
     axes.set_title(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    return figure
+
+
+def plot_histogram(scores: list[float], max_score: float, path: Path, title: str) -> None:
+    """Write :func:`histogram_figure` to ``path`` as a PNG."""
+    histogram_figure(scores, max_score, title).savefig(path, dpi=120)
 
 
 def export(course_dir: str | Path, assignment: str, out_dir: str | Path, *, roster: Roster | None = None,
