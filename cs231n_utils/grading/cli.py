@@ -17,7 +17,6 @@ import datetime
 import sys
 import warnings
 from collections import Counter
-from pathlib import Path
 
 from tqdm import tqdm
 
