@@ -1,0 +1,38 @@
+"""Sphinx extension: every page loads each script once.
+
+sphinx-thebe registers its one-line configuration script (``const THEBE_JS_URL = ...``) once per
+``env-before-read-docs`` event, and jupyter-book's build fires that event for more than one
+reading pass, so pages carried the ``const`` twice and the second copy threw
+"Identifier 'THEBE_JS_URL' has already been declared" in every reader's console. The
+``html-page-context`` hook below keeps the first copy of every script (same file, same inline
+body) and drops the repeats.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from sphinx.application import Sphinx
+
+
+def _script_key(script: Any) -> tuple[str, str]:
+    """(file name, inline body) of a script entry: two entries with the same key are one script."""
+    filename = getattr(script, "filename", script)  # Sphinx's _JavaScript, or a plain str
+    return str(filename), getattr(script, "attributes", {}).get("body", "")
+
+
+def drop_repeated_scripts(app: Sphinx, pagename: str, templatename: str,
+                          context: dict[str, Any], doctree: Any) -> None:
+    """Remove every repeated entry of ``context["script_files"]`` (first occurrence wins)."""
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for script in context.get("script_files", []):
+        key = _script_key(script)
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    context["script_files"] = unique
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    app.connect("html-page-context", drop_repeated_scripts, priority=900)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
