@@ -28,6 +28,9 @@ SOURCE_SUFFIXES = (".md", ".ipynb", ".rst")
 IMAGE_MIME_TYPES = ("image/png", "image/jpeg", "image/gif", "image/svg+xml")
 TEXT_SUFFIXES = {".html", ".md", ".ipynb", ".py", ".txt", ".js", ".json"}
 HIDING_TAGS = {"remove-output", "remove_output", "remove-cell", "remove_cell"}
+INPUT_HIDING_TAGS = {"remove-input", "remove_input", "remove-cell", "remove_cell", "hide-input", "hide-cell"}
+# A code or printed line longer than this does not fit the content column at 1280 px.
+MAX_LINE_CHARS = 80
 
 # nbgrader's delimiters (ClearSolutions / ClearHiddenTests match them as substrings of a line).
 REGION_DELIMITERS = (("BEGIN SOLUTION", "END SOLUTION"), ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS"))
@@ -162,6 +165,27 @@ def shown_image_outputs(notebook: Path) -> int:
             continue
         count += sum(any(m in out.get("data", {}) for m in IMAGE_MIME_TYPES) for out in cell.outputs)
     return count
+
+
+def long_lines(notebook: Path, limit: int = MAX_LINE_CHARS) -> list[str]:
+    """Shown code lines and printed lines (stdout, plain-text results) of an executed notebook
+    that are longer than ``limit`` characters, as ``"cell N: line"``."""
+    found = []
+    for number, cell in enumerate(nbformat.read(notebook, as_version=4).cells):
+        if cell.cell_type != "code":
+            continue
+        tags = set(cell.metadata.get("tags", []))
+        texts = [] if tags & INPUT_HIDING_TAGS else [cell.source]
+        if not tags & HIDING_TAGS:
+            for output in cell.outputs:
+                if output.get("output_type") == "stream" and output.get("name") == "stdout":
+                    texts.append(output.get("text", ""))
+                elif "text/plain" in output.get("data", {}) and not any(
+                        mime in output["data"] for mime in (*IMAGE_MIME_TYPES, "text/html")):
+                    texts.append(output["data"]["text/plain"])
+        found += [f"cell {number}: {line}" for text in texts for line in text.splitlines()
+                  if len(line) > limit]
+    return found
 
 
 def image_sources(html: str) -> list[str]:
