@@ -1,4 +1,4 @@
-"""Sphinx extension: every page loads each script once.
+"""Sphinx extension: every page loads each script once, and the bibliography is a valid list.
 
 sphinx-thebe registers its one-line configuration script (``const THEBE_JS_URL = ...``) once per
 ``env-before-read-docs`` event, and jupyter-book's build fires that event for more than one
@@ -6,9 +6,15 @@ reading pass, so pages carried the ``const`` twice and the second copy threw
 "Identifier 'THEBE_JS_URL' has already been declared" in every reader's console. The
 ``html-page-context`` hook below keeps the first copy of every script (same file, same inline
 body) and drops the repeats.
+
+docutils writes a bibliography as ``<div role="list" class="citation-list">`` whose children have
+the deprecated role ``doc-biblioentry`` instead of ``listitem``, which screen readers announce as a
+broken list (axe-core: aria-required-children, critical). The second hook removes both roles, so
+the bibliography reads as the plain sequence of entries it is.
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sphinx.application import Sphinx
@@ -33,6 +39,18 @@ def drop_repeated_scripts(app: Sphinx, pagename: str, templatename: str,
     context["script_files"] = unique
 
 
+_BROKEN_LIST_ROLES = re.compile(r'(<div)( role="list")( class="citation-list")|( role="doc-biblioentry")')
+
+
+def drop_broken_list_roles(app: Sphinx, pagename: str, templatename: str,
+                           context: dict[str, Any], doctree: Any) -> None:
+    """Remove ``role="list"`` from citation lists and ``role="doc-biblioentry"`` from entries."""
+    if "body" in context:
+        context["body"] = _BROKEN_LIST_ROLES.sub(
+            lambda match: f"{match[1]}{match[3]}" if match[1] else "", context["body"])
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("html-page-context", drop_repeated_scripts, priority=900)
+    app.connect("html-page-context", drop_broken_list_roles, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
