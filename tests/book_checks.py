@@ -29,7 +29,7 @@ IMAGE_MIME_TYPES = ("image/png", "image/jpeg", "image/gif", "image/svg+xml")
 TEXT_SUFFIXES = {".html", ".md", ".ipynb", ".py", ".txt", ".js", ".json"}
 HIDING_TAGS = {"remove-output", "remove_output", "remove-cell", "remove_cell"}
 INPUT_HIDING_TAGS = {"remove-input", "remove_input", "remove-cell", "remove_cell", "hide-input", "hide-cell"}
-# A code or printed line longer than this does not fit the content column at 1280 px.
+# A code line longer than this does not fit the content column at 1280 px.
 MAX_LINE_CHARS = 80
 
 # nbgrader's delimiters (ClearSolutions / ClearHiddenTests match them as substrings of a line).
@@ -168,23 +168,15 @@ def shown_image_outputs(notebook: Path) -> int:
 
 
 def long_lines(notebook: Path, limit: int = MAX_LINE_CHARS) -> list[str]:
-    """Shown code lines and printed lines (stdout, plain-text results) of an executed notebook
-    that are longer than ``limit`` characters, as ``"cell N: line"``."""
+    """Shown code lines of a notebook longer than ``limit`` characters, as ``"cell N: line"``.
+
+    Printed output may be longer: the book's stylesheet wraps it (``_static/book.css``).
+    """
     found = []
     for number, cell in enumerate(nbformat.read(notebook, as_version=4).cells):
-        if cell.cell_type != "code":
+        if cell.cell_type != "code" or set(cell.metadata.get("tags", [])) & INPUT_HIDING_TAGS:
             continue
-        tags = set(cell.metadata.get("tags", []))
-        texts = [] if tags & INPUT_HIDING_TAGS else [cell.source]
-        if not tags & HIDING_TAGS:
-            for output in cell.outputs:
-                if output.get("output_type") == "stream" and output.get("name") == "stdout":
-                    texts.append(output.get("text", ""))
-                elif "text/plain" in output.get("data", {}) and not any(
-                        mime in output["data"] for mime in (*IMAGE_MIME_TYPES, "text/html")):
-                    texts.append(output["data"]["text/plain"])
-        found += [f"cell {number}: {line}" for text in texts for line in text.splitlines()
-                  if len(line) > limit]
+        found += [f"cell {number}: {line}" for line in cell.source.splitlines() if len(line) > limit]
     return found
 
 
