@@ -228,6 +228,13 @@ def test_page_assets_drops_repeated_scripts_and_broken_list_roles() -> None:
     assert context["script_files"] == [config, "a.js", other]
     assert context["body"] == ('<div class="citation-list"><div class="citation">A</div></div>'
                                '<div role="list" class="other">')
+    theme = ('<button class="btn search-button-field x" title="Search" aria-label="Search" data-b="1">'
+             '<i class="theme-switch fa-sun" data-mode="light" title="Light"></i>'
+             '<button class="btn other" aria-label="Keep">')
+    assert page_assets.fix_theme_button_markup(theme) == (
+        '<button class="btn search-button-field x" title="Search" data-b="1">'
+        '<i class="theme-switch fa-sun" data-mode="light" aria-hidden="true"></i>'
+        '<button class="btn other" aria-label="Keep">')
 
 
 def test_error_outputs_skips_cells_that_raise_on_purpose() -> None:
