@@ -31,7 +31,7 @@ from sphinx.application import Sphinx
 
 def _script_key(script: Any) -> tuple[str, str]:
     """(file name, inline body) of a script entry: two entries with the same key are one script."""
-    filename = getattr(script, "filename", script)  # Sphinx's _JavaScript, or a plain str
+    filename = getattr(script, "filename", script) or ""  # inline scripts: None or ""
     return str(filename), getattr(script, "attributes", {}).get("body", "")
 
 

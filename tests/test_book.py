@@ -220,7 +220,7 @@ def test_page_assets_drops_repeated_scripts_and_broken_list_roles() -> None:
             self.filename, self.attributes = filename, {"body": body} if body else {}
 
     config, other = Script(None, 'const THEBE_JS_URL = "x"'), Script(None, "const y = 1")
-    context = {"script_files": [config, "a.js", Script(None, 'const THEBE_JS_URL = "x"'), "a.js", other],
+    context = {"script_files": [config, "a.js", Script("", 'const THEBE_JS_URL = "x"'), "a.js", other],
                "body": '<div role="list" class="citation-list"><div class="citation" role="doc-biblioentry">'
                        'A</div></div><div role="list" class="other">'}
     page_assets.drop_repeated_scripts(None, "p", "page.html", context, None)
