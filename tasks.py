@@ -4,6 +4,7 @@
     python3 tasks.py book   # create .venv if needed, then build the book into _build/html
     python3 tasks.py test   # create .venv if needed, then run the test suite
     python3 tasks.py lock   # re-pin requirements.txt from requirements.in (maintainers)
+    python3 tasks.py student-repo DIR   # write the public student repository into DIR
 
 The environment lives in ``.venv`` and is (re)installed only when ``requirements.txt`` or
 ``pyproject.toml`` changed since the last install, so repeated commands start at once.
@@ -13,6 +14,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -96,7 +99,114 @@ def lock(_: list[str]) -> None:
     _say("requirements.txt updated; remove .venv-lock when done")
 
 
-COMMANDS = {"book": build_book, "test": run_tests, "lock": lock, "env": lambda _: ensure_env()}
+# ------------------------------------------------------------------ the public student repository
+# What students may see: the book's sources, the assignment release, the package minus its
+# trusted grading code, the Binder files. Everything else (solutions/, tests/ with the hidden
+# checks' answers, nbgrader_config.py, benchmarks, CI) stays in the private course repository.
+STUDENT_PATHS = ("_config.yml", "_toc.yml", "intro.md", "references.bib", "_static", "_ext",
+                 "chapters", "assignments", "binder", "cs231n_utils", "pyproject.toml",
+                 "requirements.in", "requirements.txt", ".gitignore")
+# Subpackages that run only on the grader's trusted side: references, hidden checks, the grader.
+TRUSTED_SUBPACKAGES = ("cs231n_utils/autograde", "cs231n_utils/grading")
+# nbgrader's region markers; none may reach the student repository.
+SECRET_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+STUDENT_README = """# {title}: the student repository
+
+The executable book of CS231n Lecture 7 (optimization, second-order methods, regularization,
+dropout, transfer learning) and its assignments. Read it online, or launch any chapter on Binder
+({url}) with the rocket button at the top of a page.
+
+## Work locally (Python 3.11)
+
+```bash
+python3 -m venv .venv
+.venv/bin/pip install -r requirements.txt   # add --extra-index-url https://download.pytorch.org/whl/cpu for CPU-only torch
+.venv/bin/pip install --no-deps -e .
+.venv/bin/jupyter-book build .              # the book, into _build/html
+.venv/bin/jupyter lab assignments/          # the assignments
+```
+
+| path | what it holds |
+|---|---|
+| `chapters/` | one MyST-markdown notebook per topic (open them as notebooks with jupytext) |
+| `assignments/` | the assignment notebooks: write your code where it says `YOUR CODE HERE` |
+| `cs231n_utils/` | the package the chapters and assignments import |
+| `binder/` | the environment Binder builds for the launch buttons |
+
+Each assignment notebook has visible checks you can run; your submission is graded with further
+checks that are not part of this repository.
+"""
+
+
+def _config_value(key: str) -> str:
+    """A top-level ``key:`` value of ``_config.yml`` or of its ``repository:`` block (no YAML
+    parser: this script needs only the standard library)."""
+    text = (ROOT / "_config.yml").read_text(encoding="utf-8")
+    match = re.search(rf"^\s*{re.escape(key)}:\s*\"?([^\"#\n]+?)\"?\s*(#.*)?$", text, re.MULTILINE)
+    if match is None:
+        raise ValueError(f"_config.yml has no {key!r} setting")
+    return match.group(1).strip()
+
+
+def _listed_files() -> list[Path]:
+    """Files of the working tree that git tracks or would track (ignored build output left out)."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=ROOT, check=True, capture_output=True).stdout.decode()
+    return sorted({Path(name) for name in listed.split("\0") if name and (ROOT / name).is_file()})
+
+
+def _is_student_file(relative: Path) -> bool:
+    posix = relative.as_posix()
+    public = any(posix == top or posix.startswith(top + "/") for top in STUDENT_PATHS)
+    trusted = any(posix.startswith(package + "/") for package in TRUSTED_SUBPACKAGES)
+    return public and not trusted and ".ipynb_checkpoints" not in relative.parts
+
+
+def _student_pyproject(text: str) -> str:
+    """pyproject.toml without the instructors' ``cs231n-grade`` script (its code is not shipped)."""
+    return re.sub(r"\[project\.scripts\]\n(?:[^\[\n][^\n]*\n|\n)*", "", text)
+
+
+def write_student_repo(target: Path) -> list[Path]:
+    """Write the student repository into ``target`` (a new or empty folder); return its files.
+
+    Raises ``ValueError`` if ``target`` is a non-empty folder, and ``RuntimeError`` if a file
+    that would be written still holds an nbgrader solution or hidden-test marker.
+    """
+    target = target.resolve()
+    if target.exists() and any(target.iterdir()):
+        raise ValueError(f"target {target} is not empty; give a new or empty folder")
+    if target == ROOT or ROOT in target.parents and target.relative_to(ROOT).parts[0] in STUDENT_PATHS:
+        raise ValueError(f"target {target} lies inside the files it would copy")
+    files = [path for path in _listed_files() if _is_student_file(path)]
+    for relative in files:
+        text = (ROOT / relative).read_text(encoding="utf-8", errors="ignore")
+        found = [marker for marker in SECRET_MARKERS if marker in text]
+        if found:
+            raise RuntimeError(f"{relative} holds nbgrader markers {found}: refusing to publish it")
+    for relative in files:
+        destination = target / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if relative.as_posix() == "pyproject.toml":
+            destination.write_text(_student_pyproject((ROOT / relative).read_text(encoding="utf-8")),
+                                   encoding="utf-8")
+        else:
+            shutil.copy2(ROOT / relative, destination)
+    readme = STUDENT_README.format(title=_config_value("title"), url=_config_value("url"))
+    (target / "README.md").write_text(readme, encoding="utf-8")
+    return [*files, Path("README.md")]
+
+
+def student_repo(extra: list[str]) -> None:
+    """``student-repo DIR``: write the public student repository (see ``write_student_repo``)."""
+    if len(extra) != 1:
+        sys.exit("usage: python3 tasks.py student-repo DIR")
+    files = write_student_repo(Path(extra[0]))
+    _say(f"wrote {len(files)} files to {extra[0]}; publish it at {_config_value('url')}")
+
+
+COMMANDS = {"book": build_book, "test": run_tests, "lock": lock, "env": lambda _: ensure_env(),
+            "student-repo": student_repo}
 
 
 def main() -> None:

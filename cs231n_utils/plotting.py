@@ -3,6 +3,7 @@ side-by-side grid of landscapes, and an animation of paths that plays in the sta
 from __future__ import annotations
 
 import re
+from html import escape
 from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 import matplotlib.pyplot as plt
@@ -207,13 +208,18 @@ def animate_trajectories(
     return animation
 
 
-def animation_to_html(animation: FuncAnimation, default_mode: str = "once", frame_format: str = "jpeg") -> str:
+def animation_to_html(animation: FuncAnimation, default_mode: str = "once", frame_format: str = "jpeg",
+                      alt: str | None = None) -> str:
     """The animation as a self-contained HTML player (frames embedded, plain JavaScript).
 
     This is :meth:`~matplotlib.animation.Animation.to_jshtml` with a choice of frame format:
     JPEG frames are about half the size of PNG ones for these contour plots. ``default_mode`` is
-    what the player does at the end: ``"once"``, ``"loop"`` or ``"reflect"``.
+    what the player does at the end: ``"once"``, ``"loop"`` or ``"reflect"``. ``alt`` is the
+    frame image's text for screen readers (what the animation shows); the frame slider is
+    labelled in any case.
     """
+    if alt is not None and (not isinstance(alt, str) or not alt.strip()):
+        raise ValueError(f"alt must be a non-empty string saying what the animation shows, got {alt!r}")
     if not isinstance(animation, FuncAnimation):
         raise ValueError(f"animation must be a FuncAnimation, got {type(animation).__name__}")
     if default_mode not in ("once", "loop", "reflect"):
@@ -222,6 +228,9 @@ def animation_to_html(animation: FuncAnimation, default_mode: str = "once", fram
         raise ValueError(f"frame_format must be 'png' or 'jpeg', got {frame_format!r}")
     with plt.rc_context({"animation.frame_format": frame_format}):
         html = animation.to_jshtml(default_mode=default_mode)
+    html = html.replace('<input id="_anim_slider', '<input aria-label="animation frame" id="_anim_slider', 1)
+    if alt is not None:
+        html = html.replace('<img id="_anim_img', f'<img alt="{escape(alt, quote=True)}" id="_anim_img', 1)
     return _without_icon_font(html)
 
 

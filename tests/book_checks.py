@@ -28,6 +28,9 @@ SOURCE_SUFFIXES = (".md", ".ipynb", ".rst")
 IMAGE_MIME_TYPES = ("image/png", "image/jpeg", "image/gif", "image/svg+xml")
 TEXT_SUFFIXES = {".html", ".md", ".ipynb", ".py", ".txt", ".js", ".json"}
 HIDING_TAGS = {"remove-output", "remove_output", "remove-cell", "remove_cell"}
+INPUT_HIDING_TAGS = {"remove-input", "remove_input", "remove-cell", "remove_cell", "hide-input", "hide-cell"}
+# A code line longer than this does not fit the content column at 1280 px.
+MAX_LINE_CHARS = 80
 
 # nbgrader's delimiters (ClearSolutions / ClearHiddenTests match them as substrings of a line).
 REGION_DELIMITERS = (("BEGIN SOLUTION", "END SOLUTION"), ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS"))
@@ -162,6 +165,19 @@ def shown_image_outputs(notebook: Path) -> int:
             continue
         count += sum(any(m in out.get("data", {}) for m in IMAGE_MIME_TYPES) for out in cell.outputs)
     return count
+
+
+def long_lines(notebook: Path, limit: int = MAX_LINE_CHARS) -> list[str]:
+    """Shown code lines of a notebook longer than ``limit`` characters, as ``"cell N: line"``.
+
+    Printed output may be longer: the book's stylesheet wraps it (``_static/book.css``).
+    """
+    found = []
+    for number, cell in enumerate(nbformat.read(notebook, as_version=4).cells):
+        if cell.cell_type != "code" or set(cell.metadata.get("tags", [])) & INPUT_HIDING_TAGS:
+            continue
+        found += [f"cell {number}: {line}" for line in cell.source.splitlines() if len(line) > limit]
+    return found
 
 
 def image_sources(html: str) -> list[str]:

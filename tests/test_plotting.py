@@ -137,3 +137,13 @@ def test_animation_player_loads_nothing_from_other_hosts(runs):
     assert 'class="fa ' not in html, "every Font Awesome icon is replaced by a character"
     for title in ("Play", "Pause", "First frame", "Last frame"):
         assert f'title="{title}"' in html
+
+
+def test_animation_player_has_an_alt_text_and_a_labelled_slider(runs):
+    landscape, trajectories = runs
+    animation = animate_trajectories(landscape, trajectories, show_loss=False, dpi=20)
+    html = animation_to_html(animation, alt='Two paths "racing" to the minimum')
+    assert '<img alt="Two paths &quot;racing&quot; to the minimum" id="_anim_img' in html
+    assert '<input aria-label="animation frame" id="_anim_slider' in html
+    with pytest.raises(ValueError, match="alt"):
+        animation_to_html(animation, alt="  ")
