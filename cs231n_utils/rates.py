@@ -118,8 +118,9 @@ def measured_rate(rule: Any, config: dict[str, Any], landscape: Quadratic, start
     config = dict(config)
     log_scale, log_norms = 0.0, {}
     for t in range(1, steps + 1):
-        error, config = rule(error, landscape.grad(error + landscape.minimum), config)
-        norm = np.linalg.norm(error)
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is a result
+            error, config = rule(error, landscape.grad(error + landscape.minimum), config)
+            norm = np.linalg.norm(error)
         if not np.isfinite(norm):
             return float("inf")
         if 0 < norm < _RESCALE_BELOW:
