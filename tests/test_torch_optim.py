@@ -516,7 +516,7 @@ def bytes_allocated_per_step(optimizer: torch.optim.Optimizer) -> tuple[int, int
     """The largest single CPU allocation during one ``step``, and the sum of all of them (profiler)."""
     with torch.profiler.profile(profile_memory=True) as profile:
         optimizer.step()
-    sizes = [event.cpu_memory_usage for event in profile.events() if event.cpu_memory_usage > 0]
+    sizes = [event.self_cpu_memory_usage for event in profile.events() if event.self_cpu_memory_usage > 0]
     return max(sizes, default=0), sum(sizes)
 
 
