@@ -185,14 +185,14 @@ def torch_table(rule: str, layout: Layout, seconds: dict[str, float], itemsize: 
     """Rows of times, ratios to each torch.optim variant, and bandwidth against both yardsticks."""
     yardsticks = {name: 3 * layout.numel * itemsize / seconds.pop(name) for name in (TRIAD, IN_PLACE)}
     baselines = [name for name in TORCH_BASELINES if name in seconds]
-    header = f"{'implementation':<20}{'ms/step':>9}" + "".join(f"{'÷ ' + b[6:]:>15}" for b in baselines)
+    header = f"{'implementation':<20}{'ms/step':>9}" + "".join(f"{'÷ ' + b[6:]:>17}" for b in baselines)
     lines = [
         f"{rule}, {layout} (triad {yardsticks[TRIAD] / 1e9:.1f} GB/s, in-place {yardsticks[IN_PLACE] / 1e9:.1f} GB/s)",
         header + f"{'GB/s':>7}{'% triad':>8}{'% in-pl.':>9}",
     ]
     moved = FLOATS_PER_PARAM[rule] * layout.numel * itemsize
     for name, value in seconds.items():
-        ratios = "".join(f"{value / seconds[b]:>15.2f}" for b in baselines)
+        ratios = "".join(f"{value / seconds[b]:>17.2f}" for b in baselines)
         bandwidth = moved / value
         fractions = "".join(f"{100 * bandwidth / yardsticks[y]:>7.0f}% " for y in (TRIAD, IN_PLACE))
         lines.append(f"{name:<20}{value * 1e3:>9.3f}{ratios}{bandwidth / 1e9:>7.1f}{fractions}")
