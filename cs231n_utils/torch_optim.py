@@ -28,10 +28,10 @@ the gradient and the state and returns their new values), and has three implemen
   steps never recompile. Float32 and float64 parameters on the CPU or a CUDA device only; others
   raise ``ValueError`` naming the parameter.
 
-``foreach=None`` (the default) picks, per rule, the faster of the first two in
-``benchmarks/optim_step.py`` on the course's 2-thread CPU: the per-tensor path for ``SGD`` (one or
-two operations per element leave nothing to block), the multi-tensor path for the others (its many
-short parallel loops can lose on a CPU that other busy processes share: the benchmark shows it).
+``foreach=None`` (the default) picks the multi-tensor path, the fastest of the first two for every
+rule in ``benchmarks/optim_step.py`` on the course's 2-thread CPU (1 x 10M parameters and
+ResNet-18's shapes). The old in-place per-tensor SGD was as fast as it; the per-tensor formula
+path, with its many small operations per cache-sized piece, is 2-4x slower on that loaded machine.
 Fused needs the compile, so it is chosen explicitly, as in ``torch.optim``.
 
 Hyperparameters are checked when an optimizer or a parameter group is created and when a
@@ -87,15 +87,13 @@ def _betas(value: Any, name: str) -> tuple[float, float]:
 class _ElementwiseOptimizer(torch.optim.Optimizer):
     """What every rule here shares: checks, lazily created zero state, and the choice of path.
 
-    A subclass declares ``_checks`` (hyperparameter name -> validator), ``_buffer_names`` (the
-    zero-initialised state tensors it needs) and ``_default_foreach`` (the path ``foreach=None``
-    takes), and implements ``formula`` (the rule for one element, applied by the per-tensor and the
+    A subclass declares ``_checks`` (hyperparameter name -> validator) and ``_buffer_names`` (the
+    zero-initialised state tensors it needs), and implements ``formula`` (the rule for one element, applied by the per-tensor and the
     fused paths), ``_coefficients`` and ``_flags`` (its scalar and structural inputs for one
     parameter) and ``_update_foreach`` (the rule for lists of tensors on one device and dtype).
     """
 
     _checks: Mapping[str, Check] = {}
-    _default_foreach = True
 
     def __init__(self, params: Params, **hyperparameters: Any) -> None:
         defaults = {name: self._checks[name](value, name) for name, value in hyperparameters.items()}
@@ -150,12 +148,11 @@ class _ElementwiseOptimizer(torch.optim.Optimizer):
             if group["fused"]:
                 self._update_fused(params, grads, states, group, group_index)
                 continue
-            foreach = self._default_foreach if group["foreach"] is None else group["foreach"]
-            if not foreach:
+            if group["foreach"] is False:
                 for param, grad, state in zip(params, grads, states):
                     self._update_tensor(param, grad, state, group)
                 continue
-            for members in group_by_device_and_dtype(params).values():
+            for members in group_by_device_and_dtype(params).values():  # foreach=None takes this path too
                 self._update_foreach(
                     [params[i] for i in members], [grads[i] for i in members], [states[i] for i in members], group
                 )
@@ -285,7 +282,6 @@ class SGD(_ElementwiseOptimizer):
         "foreach": _optional_flag,
         "fused": _optional_flag,
     }
-    _default_foreach = False  # as fast as the blocked path on 2 threads, with less Python per step
     _coefficient_names = ("lr", "momentum", "weight_decay")
 
     def __init__(
