@@ -88,9 +88,10 @@ class _ElementwiseOptimizer(torch.optim.Optimizer):
     """What every rule here shares: checks, lazily created zero state, and the choice of path.
 
     A subclass declares ``_checks`` (hyperparameter name -> validator) and ``_buffer_names`` (the
-    zero-initialised state tensors it needs), and implements ``formula`` (the rule for one element, applied by the per-tensor and the
-    fused paths), ``_coefficients`` and ``_flags`` (its scalar and structural inputs for one
-    parameter) and ``_update_foreach`` (the rule for lists of tensors on one device and dtype).
+    zero-initialised state tensors it needs), and implements ``formula`` (the rule for one element,
+    applied by the per-tensor and the fused paths), ``_coefficient_names``, ``_coefficients`` and
+    ``_flags`` (its scalar and structural inputs for one parameter) and ``_update_foreach`` (the
+    rule for lists of tensors on one device and dtype).
     """
 
     _checks: Mapping[str, Check] = {}
