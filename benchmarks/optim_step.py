@@ -1,19 +1,25 @@
 #!/usr/bin/env python3
 """Time one optimizer step: cs231n_utils.torch_optim against torch.optim, and NumPy rule forms.
 
-    python benchmarks/optim_step.py                 # 10M float32 parameters in 100 tensors and in 1
+    python benchmarks/optim_step.py --threads 2     # 1 x 10M float32, ResNet-18's 62 shapes, 62 small
     python benchmarks/optim_step.py --quick         # smoke run with tiny sizes
-    python benchmarks/optim_step.py --device cuda --layout 100000000:100
+    python benchmarks/optim_step.py --device cuda --layout 100000000:1 --layout resnet18
 
 Every number comes from this run. The candidates are timed round-robin (one step of each, then the
 next repeat), so that a change in the machine's load hits all of them alike; each time is the
-median over the repeats, after warm-up steps. The bandwidth column counts the floats a step must
-move at least (Adam: read w, g, m, v and write w, m, v = 7 per parameter; SGD with momentum: 5)
-and compares it with a STREAM triad (a = b + s c, 3 floats per element) timed in the same
-round-robin. Under each Adam table a line checks the targets of issue 3: our multi-tensor step
-at most 1.0x torch.optim's foreach=True time, and at least 60 % (CPU) or 80 % (GPU) of the triad.
+median over the repeats, after warm-up steps (the first step of a fused optimizer compiles; its
+time is printed apart and never enters a median). The bandwidth column counts the floats a step
+must move at least (Adam and AdamW: read w, g, m, v and write w, m, v = 7 per parameter; SGD with
+momentum: 5) and compares it with two yardsticks timed in the same round-robin: a STREAM triad
+(a = b + s c, 3 floats per element, which writes a fresh array) and an in-place update
+(a += s c, 3 floats per element, the access pattern of an optimizer step, steadier across the
+machine's memory-bandwidth modes). Under each table a line checks the targets of issue 15: our
+fused step at most 1.2x torch's fused step (1.5x for layouts of small tensors, where the per-step
+overhead dominates).
 The NumPy part compares the rules of cs231n_utils.optim (one new array per step, with input
-checks) with the naive textbook form of the same formulas (a fresh array for every intermediate).
+checks) with the naive textbook form of the same formulas (a fresh array for every intermediate),
+and times the input checks alone: the old separate np.isfinite checks of w and dw, and the
+in-pass check of the new weights that replaced them.
 """
 from __future__ import annotations
 
@@ -32,42 +38,74 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from cs231n_utils import optim as numpy_rules  # noqa: E402
 from cs231n_utils import torch_optim  # noqa: E402
+from cs231n_utils.validation import check_finite, has_non_finite  # noqa: E402
 
 Step = Callable[[], object]
-FLOATS_PER_PARAM = {"Adam": 7, "SGD-momentum": 5}
+FLOATS_PER_PARAM = {"Adam": 7, "AdamW": 7, "SGD-momentum": 5}
+RULES = {  # name: (torch.optim class, ours, keyword arguments both take)
+    "Adam": (torch.optim.Adam, torch_optim.Adam, {"lr": 1e-3}),
+    "AdamW": (torch.optim.AdamW, torch_optim.AdamW, {"lr": 1e-3, "weight_decay": 1e-2}),
+    "SGD-momentum": (torch.optim.SGD, torch_optim.SGD, {"lr": 1e-3, "momentum": 0.9}),
+}
 TORCH_BASELINES = ("torch foreach=False", "torch foreach=True", "torch fused")
-TRIAD = "STREAM triad"
+TRIAD, IN_PLACE = "STREAM triad", "in-place a += s*c"
+SMALL_TENSOR_NUMEL = 10_000  # below this mean size a layout counts as "small tensors" (overhead-bound)
+
+
+def resnet18_shapes() -> list[tuple[int, ...]]:
+    """The 62 parameter shapes of torchvision's ResNet-18 (11.7M parameters), in model order."""
+    shapes: list[tuple[int, ...]] = [(64, 3, 7, 7), (64,), (64,)]
+    channels = 64
+    for width, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        for block in range(2):
+            shapes += [(width, channels, 3, 3), (width,), (width,), (width, width, 3, 3), (width,), (width,)]
+            if block == 0 and (stride != 1 or channels != width):
+                shapes += [(width, channels, 1, 1), (width,), (width,)]
+            channels = width
+    return shapes + [(1000, 512), (1000,)]
 
 
 @dataclass(frozen=True)
 class Layout:
-    """``numel`` parameters split into ``tensors`` equal tensors."""
+    """Parameters of the given shapes, called ``name`` in the tables."""
 
-    numel: int
-    tensors: int
+    name: str
+    shapes: tuple[tuple[int, ...], ...]
+
+    @property
+    def numel(self) -> int:
+        return sum(int(np.prod(shape)) for shape in self.shapes)
 
     @classmethod
     def parse(cls, text: str) -> "Layout":
+        """``resnet18``, or ``NUMEL:TENSORS`` (``NUMEL`` parameters in ``TENSORS`` near-equal 1-D tensors)."""
+        if text == "resnet18":
+            return cls("ResNet-18's 62 shapes", tuple(resnet18_shapes()))
         try:
             numel, tensors = (int(float(part)) for part in text.split(":"))
         except ValueError:
-            raise argparse.ArgumentTypeError(f"layout must look like NUMEL:TENSORS, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"layout must be resnet18 or NUMEL:TENSORS, got {text!r}") from None
         if numel < 1 or not 1 <= tensors <= numel:
             raise argparse.ArgumentTypeError(f"layout needs 1 <= TENSORS <= NUMEL, got {text!r}")
-        return cls(numel, tensors)
+        sizes = [numel // tensors + (i < numel % tensors) for i in range(tensors)]
+        return cls(f"{tensors} tensor{'s' * (tensors > 1)}", tuple((size,) for size in sizes))
 
     def __str__(self) -> str:
-        return f"{self.numel:,} params in {self.tensors} tensor{'s' * (self.tensors > 1)}"
+        return f"{self.numel:,} params in {self.name}"
+
+    @property
+    def small_tensors(self) -> bool:
+        return self.numel / len(self.shapes) < SMALL_TENSOR_NUMEL
 
 
 FULL_DEFAULTS = {
-    "layout": [Layout(10_000_000, 100), Layout(10_000_000, 1)],
+    "layout": [Layout.parse("10000000:1"), Layout.parse("resnet18"), Layout.parse("6200:62")],
     "repeats": 15,
     "warmup": 3,
     "numpy_numel": 10_000_000,
 }
 QUICK_DEFAULTS = {
-    "layout": [Layout(100_000, 10), Layout(100_000, 1)],
+    "layout": [Layout.parse("100000:10"), Layout.parse("100000:1")],
     "repeats": 3,
     "warmup": 1,
     "numpy_numel": 100_000,
@@ -96,73 +134,78 @@ def synchronizer(device: torch.device) -> Callable[[], None]:
     return lambda: None
 
 
-def triad_step(numel: int, device: torch.device, dtype: torch.dtype) -> Step:
-    """One STREAM triad ``a = b + s * c`` on ``numel``-element tensors (moves 3 floats per element)."""
+def yardstick_steps(numel: int, device: torch.device, dtype: torch.dtype) -> dict[str, Step]:
+    """A STREAM triad ``a = b + s c`` and an in-place ``a += s c`` on ``numel`` elements (3 floats each)."""
     a = torch.empty(numel, device=device, dtype=dtype)
     b = torch.rand(numel, device=device, dtype=dtype)
     c = torch.rand(numel, device=device, dtype=dtype)
-    return lambda: torch.add(b, c, alpha=3.0, out=a)
+    return {TRIAD: lambda: torch.add(b, c, alpha=3.0, out=a), IN_PLACE: lambda: b.add_(c, alpha=1e-9)}
 
 
 def make_params(layout: Layout, device: torch.device, dtype: torch.dtype) -> list[torch.Tensor]:
-    """Parameters with fixed random gradients; the sizes differ by at most one element."""
+    """Parameters of the layout's shapes with fixed random gradients."""
     generator = torch.Generator().manual_seed(0)
-    sizes = [layout.numel // layout.tensors + (i < layout.numel % layout.tensors) for i in range(layout.tensors)]
     params = []
-    for size in sizes:
-        param = torch.randn(size, generator=generator, dtype=dtype).to(device).requires_grad_()
-        param.grad = 1e-3 * torch.randn(size, generator=generator, dtype=dtype).to(device)
+    for shape in layout.shapes:
+        param = torch.randn(shape, generator=generator, dtype=dtype).to(device).requires_grad_()
+        param.grad = 1e-3 * torch.randn(shape, generator=generator, dtype=dtype).to(device)
         params.append(param)
     return params
 
 
-def torch_optim_steps(rule: str, params: list[torch.Tensor]) -> dict[str, Step]:
-    """One ``step`` per implementation of ``rule``; torch's fused variant only where the device has it."""
-    if rule == "Adam":
-        theirs, ours, kwargs = torch.optim.Adam, torch_optim.Adam, {"lr": 1e-3}
-    else:
-        theirs, ours, kwargs = torch.optim.SGD, torch_optim.SGD, {"lr": 1e-3, "momentum": 0.9}
+def torch_optim_steps(
+    rule: str, params: list[torch.Tensor], sync: Callable[[], None], fused: bool = True
+) -> tuple[dict[str, Step], float | None]:
+    """One ``step`` per implementation of ``rule`` (torch's fused one where the device has it), and the
+    seconds our fused optimizer's first step took (trace and compile, or load from Inductor's cache;
+    ``None`` when ``fused`` is false and ours is left out)."""
+    theirs, ours, kwargs = RULES[rule]
     optimizers = {
         "torch foreach=False": theirs(params, foreach=False, **kwargs),
         "torch foreach=True": theirs(params, foreach=True, **kwargs),
     }
     try:
-        fused = theirs(params, fused=True, **kwargs)
-        fused.step()
-        optimizers["torch fused"] = fused
+        torch_fused = theirs(params, fused=True, **kwargs)
+        torch_fused.step()
+        optimizers["torch fused"] = torch_fused
     except RuntimeError:  # not supported on this device or dtype
         pass
     optimizers["ours foreach=False"] = ours(params, foreach=False, **kwargs)
     optimizers["ours foreach=True"] = ours(params, foreach=True, **kwargs)
-    return {name: optimizer.step for name, optimizer in optimizers.items()}
+    if not fused:
+        return {name: optimizer.step for name, optimizer in optimizers.items()}, None
+    optimizers["ours fused"] = ours(params, fused=True, **kwargs)
+    start = time.perf_counter()
+    optimizers["ours fused"].step()
+    sync()
+    return {name: optimizer.step for name, optimizer in optimizers.items()}, time.perf_counter() - start
 
 
-def torch_table(rule: str, layout: Layout, seconds: dict[str, float], itemsize: int, device_type: str) -> list[str]:
-    """Rows of times, ratios to each torch.optim variant, and bandwidth as a fraction of the triad's."""
-    triad = 3 * layout.numel * itemsize / seconds.pop(TRIAD)
+def torch_table(rule: str, layout: Layout, seconds: dict[str, float], itemsize: int) -> list[str]:
+    """Rows of times, ratios to each torch.optim variant, and bandwidth against both yardsticks."""
+    yardsticks = {name: 3 * layout.numel * itemsize / seconds.pop(name) for name in (TRIAD, IN_PLACE)}
     baselines = [name for name in TORCH_BASELINES if name in seconds]
-    header = f"{'implementation':<22}{'ms/step':>9}" + "".join(f"{'÷ ' + b[6:]:>16}" for b in baselines)
-    lines = [f"{rule}, {layout} (triad {triad / 1e9:.1f} GB/s)", header + f"{'GB/s':>8}{'% triad':>9}"]
+    header = f"{'implementation':<20}{'ms/step':>9}" + "".join(f"{'÷ ' + b[6:]:>17}" for b in baselines)
+    lines = [
+        f"{rule}, {layout} (triad {yardsticks[TRIAD] / 1e9:.1f} GB/s, in-place {yardsticks[IN_PLACE] / 1e9:.1f} GB/s)",
+        header + f"{'GB/s':>7}{'% triad':>8}{'% in-pl.':>9}",
+    ]
     moved = FLOATS_PER_PARAM[rule] * layout.numel * itemsize
     for name, value in seconds.items():
-        ratios = "".join(f"{value / seconds[b]:>16.2f}" for b in baselines)
+        ratios = "".join(f"{value / seconds[b]:>17.2f}" for b in baselines)
         bandwidth = moved / value
-        lines.append(f"{name:<22}{value * 1e3:>9.2f}{ratios}{bandwidth / 1e9:>8.1f}{100 * bandwidth / triad:>8.0f}%")
-    if rule == "Adam":
-        lines.append(target_line(seconds, moved / triad, device_type))
+        fractions = "".join(f"{100 * bandwidth / yardsticks[y]:>7.0f}% " for y in (TRIAD, IN_PLACE))
+        lines.append(f"{name:<20}{value * 1e3:>9.3f}{ratios}{bandwidth / 1e9:>7.1f}{fractions}")
+    if "torch fused" in seconds and "ours fused" in seconds:
+        lines.append(target_line(seconds, layout))
     return lines
 
 
-def target_line(seconds: dict[str, float], triad_seconds: float, device_type: str) -> str:
-    """Whether our multi-tensor Adam meets the issue's targets in this run."""
-    ours = seconds["ours foreach=True"]
-    ratio, fraction = ours / seconds["torch foreach=True"], triad_seconds / ours
-    wanted = 0.8 if device_type == "cuda" else 0.6
-    verdict = {True: "met", False: "missed"}
-    return (
-        f"targets: ours foreach=True / torch foreach=True = {ratio:.2f} (<= 1.0 {verdict[ratio <= 1.0]}), "
-        f"{100 * fraction:.0f}% of triad (>= {100 * wanted:.0f}% {verdict[fraction >= wanted]})"
-    )
+def target_line(seconds: dict[str, float], layout: Layout) -> str:
+    """Whether our fused step meets issue 15's target against torch's fused step in this run."""
+    ratio = seconds["ours fused"] / seconds["torch fused"]
+    bound = 1.5 if layout.small_tensors else 1.2
+    return f"target: ours fused / torch fused = {ratio:.2f} (<= {bound} {'met' if ratio <= bound else 'missed'})"
 
 
 # --- NumPy: the textbook form of the two rules, against cs231n_utils.optim -------------------------
@@ -207,13 +250,34 @@ def numpy_steps(rule: str, numel: int, dtype: np.dtype) -> dict[str, Step]:
             s["t"] += 1
             _, s["m"], s["v"] = naive_adam(w, dw, s["m"], s["v"], s["t"], lr, beta1, beta2, eps)
 
-    return {"naive textbook": naive, "cs231n_utils.optim": lambda: reference(w, dw, config)}
+    next_w = np.empty_like(w)
+    blocks = [next_w[start : start + numpy_rules.BLOCK_SIZE] for start in range(0, numel, numpy_rules.BLOCK_SIZE)]
+
+    def old_checks() -> None:
+        check_finite(w, "w")
+        check_finite(dw, "dw")
+
+    return {
+        "naive textbook": naive,
+        "cs231n_utils.optim": lambda: reference(w, dw, config),
+        OLD_CHECKS: old_checks,
+        IN_PASS_CHECK: lambda: [has_non_finite(block) for block in blocks],
+    }
+
+
+NUMPY_RULES = ("Adam", "SGD-momentum")
+OLD_CHECKS, IN_PASS_CHECK = "old isfinite checks", "in-pass check"
 
 
 def numpy_table(rule: str, numel: int, seconds: dict[str, float]) -> list[str]:
+    """Times of the rule's forms, and of the input checks as a share of the rule's step."""
+    checks = {name: seconds.pop(name) for name in (OLD_CHECKS, IN_PASS_CHECK)}
     lines = [f"NumPy {rule}, {numel:,} float32 params", f"{'form':<22}{'ms/step':>9}{'speed-up vs naive':>19}"]
     for name, value in seconds.items():
         lines.append(f"{name:<22}{value * 1e3:>9.2f}{seconds['naive textbook'] / value:>18.2f}x")
+    step = seconds["cs231n_utils.optim"]
+    for name, value in checks.items():
+        lines.append(f"{name:<22}{value * 1e3:>9.2f}{100 * value / step:>18.1f}% of the cs231n_utils.optim step")
     return lines
 
 
@@ -221,10 +285,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--layout", type=Layout.parse, action="append", metavar="NUMEL:TENSORS",
-        help="parameter layout to time (repeatable; default 10000000:100 and 10000000:1; quick 100000:10, 100000:1)",
+        help="resnet18 or NUMEL:TENSORS (repeatable; default 10000000:1, resnet18, 6200:62; quick 100000:10, 100000:1)",
     )
     parser.add_argument("--repeats", type=int, help="timed steps per candidate, median reported (default 15; quick 3)")
     parser.add_argument("--warmup", type=int, help="untimed steps per candidate first (default 3; quick 1)")
+    parser.add_argument(
+        "--rule", choices=list(FLOATS_PER_PARAM), action="append", help="torch rule to time (repeatable; default all)"
+    )
+    parser.add_argument(
+        "--no-fused", action="store_true", help="leave out our fused optimizers (each compiles at its first step)"
+    )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--numpy-numel", type=int, help="array size for the NumPy rules (default 10M; quick 100k)")
@@ -234,6 +304,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    args.rule = args.rule or list(FLOATS_PER_PARAM)
     if args.repeats < 1 or args.numpy_numel < 1 or args.warmup < 0:
         parser.error("--repeats and --numpy-numel must be >= 1, --warmup >= 0")
     if args.threads is not None and args.threads < 1:
@@ -258,17 +329,21 @@ def run(args: argparse.Namespace) -> None:
     sync = synchronizer(device)
     print(f"torch {torch.__version__}, numpy {np.__version__}, device {device}, {torch.get_num_threads()} threads")
     print(f"float32; median of {args.repeats} round-robin repeats after {args.warmup} warm-up steps; "
-          f"the triad runs in the same round-robin\n")
+          f"the yardsticks run in the same round-robin\n")
     for layout in args.layout:
         params = make_params(layout, device, dtype)
-        triad = triad_step(layout.numel, device, dtype)
-        for rule in FLOATS_PER_PARAM:
-            steps = {**torch_optim_steps(rule, params), TRIAD: triad}
-            seconds = time_round_robin(steps, args.repeats, args.warmup, sync)
-            table = torch_table(rule, layout, seconds, params[0].element_size(), device.type)
-            print("\n".join(table), end="\n\n")
-        del params, triad
-    for rule in FLOATS_PER_PARAM:
+        yardsticks = yardstick_steps(layout.numel, device, dtype)
+        for rule in args.rule:
+            steps, compile_seconds = torch_optim_steps(rule, params, sync, fused=not args.no_fused)
+            seconds = time_round_robin({**steps, **yardsticks}, args.repeats, args.warmup, sync)
+            print("\n".join(torch_table(rule, layout, seconds, params[0].element_size())))
+            if compile_seconds is not None:
+                print(f"ours fused: first step (compile or cache load) {compile_seconds:.1f} s")
+            print()
+        del params, yardsticks
+    if device.type != "cpu":
+        return
+    for rule in NUMPY_RULES:
         steps = numpy_steps(rule, args.numpy_numel, np.float32)
         seconds = time_round_robin(steps, args.repeats, args.warmup, lambda: None)
         print("\n".join(numpy_table(rule, args.numpy_numel, seconds)), end="\n\n")

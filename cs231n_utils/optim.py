@@ -10,6 +10,12 @@ new weights as a fresh array (``w`` and ``dw`` are never modified) and the same 
 whose state arrays (``velocity``, ``cache``, ``m``, ``v``) are updated in place and owned by the
 config: pass it back in on the next step. Bad input raises ``ValueError`` naming the argument.
 
+A NaN or infinity in ``w`` or ``dw`` is caught in the same pass that computes the update (see
+:func:`_update_blocks`): every such input makes the new weights non-finite, and a check of the new
+weights costs about 1 % of a step where separate ``np.isfinite`` checks of both inputs cost 12 %.
+The price: when that ``ValueError`` is raised, the state arrays of ``config`` may already be
+partly updated, so discard that config (the weights ``w`` are never modified).
+
 Each rule writes its textbook formula once, and applies it to blocks of ``BLOCK_SIZE`` elements
 at a time (:func:`_blocks`): the intermediate arrays of a block stay in the CPU cache instead of
 streaming through main memory, which makes a step on millions of parameters about twice as fast
@@ -24,7 +30,14 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .validation import as_float_array, check_finite, check_positive, check_same_shape, check_unit_interval
+from .validation import (
+    as_float_array,
+    check_finite,
+    check_positive,
+    check_same_shape,
+    check_unit_interval,
+    has_non_finite,
+)
 
 Config = dict[str, Any]
 UpdateRule = Callable[[np.ndarray, np.ndarray, "Config | None"], tuple[np.ndarray, Config]]
@@ -49,8 +62,6 @@ def _prepare(
     w = as_float_array(w, "w")
     dw = as_float_array(dw, "dw")
     check_same_shape(w, "w", dw, "dw")
-    check_finite(w, "w")
-    check_finite(dw, "dw")
     if config is None:
         config = {}
     elif not isinstance(config, dict):
@@ -86,6 +97,26 @@ def _blocks(*arrays: np.ndarray) -> Iterator[tuple[np.ndarray, ...]]:
         yield tuple(array[start : start + BLOCK_SIZE] for array in flat)
 
 
+def _update_blocks(
+    next_w: np.ndarray, w: np.ndarray, dw: np.ndarray, *state: np.ndarray
+) -> Iterator[tuple[np.ndarray, ...]]:
+    """:func:`_blocks` of ``(next_w, w, dw, *state)`` that checks each block of new weights once the
+    loop body has written it, while it is still in the cache.
+
+    A NaN or infinity in ``w`` or ``dw`` makes the new weights non-finite in every rule here (the
+    learning rate is > 0, and :math:`\\infty/\\sqrt{\\infty}` is NaN). Non-finite new weights
+    therefore trigger the full :func:`check_finite` of both inputs, which raises ``ValueError``
+    naming the culprit; if both are finite the update merely overflowed and the loop goes on.
+    """
+    inputs_checked = False
+    for block in _blocks(next_w, w, dw, *state):
+        yield block
+        if not inputs_checked and has_non_finite(block[0].reshape(-1)):
+            check_finite(w, "w")
+            check_finite(dw, "dw")
+            inputs_checked = True
+
+
 def _new_weights(w: np.ndarray, dw: np.ndarray) -> np.ndarray:
     return np.empty(w.shape, dtype=np.result_type(w, dw))
 
@@ -98,7 +129,11 @@ def sgd(w: Any, dw: Any, config: Config | None = None) -> tuple[np.ndarray, Conf
     config: ``learning_rate`` (default 1e-2).
     """
     w, dw, config = _prepare(w, dw, config, {"learning_rate": 1e-2})
-    return w - config["learning_rate"] * dw, config
+    lr = config["learning_rate"]
+    next_w = _new_weights(w, dw)
+    for new, w_, g in _update_blocks(next_w, w, dw):
+        new[...] = w_ - lr * g
+    return next_w, config
 
 
 def sgd_momentum(w: Any, dw: Any, config: Config | None = None) -> tuple[np.ndarray, Config]:
@@ -113,7 +148,7 @@ def sgd_momentum(w: Any, dw: Any, config: Config | None = None) -> tuple[np.ndar
     w, dw, config = _prepare(w, dw, config, {"learning_rate": 1e-2, "momentum": 0.9}, ("velocity",))
     lr, rho = config["learning_rate"], config["momentum"]
     next_w = _new_weights(w, dw)
-    for new, w_, g, v in _blocks(next_w, w, dw, config["velocity"]):
+    for new, w_, g, v in _update_blocks(next_w, w, dw, config["velocity"]):
         v *= rho
         v -= lr * g
         np.add(w_, v, out=new)
@@ -137,7 +172,7 @@ def nesterov_momentum(w: Any, dw: Any, config: Config | None = None) -> tuple[np
     w, dw, config = _prepare(w, dw, config, {"learning_rate": 1e-2, "momentum": 0.9}, ("velocity",))
     lr, rho = config["learning_rate"], config["momentum"]
     next_w = _new_weights(w, dw)
-    for new, w_, g, v in _blocks(next_w, w, dw, config["velocity"]):
+    for new, w_, g, v in _update_blocks(next_w, w, dw, config["velocity"]):
         v_prev = v.copy()
         v *= rho
         v -= lr * g
@@ -158,7 +193,7 @@ def adagrad(w: Any, dw: Any, config: Config | None = None) -> tuple[np.ndarray, 
     w, dw, config = _prepare(w, dw, config, {"learning_rate": 1e-2, "epsilon": 1e-8}, ("cache",))
     lr, eps = config["learning_rate"], config["epsilon"]
     next_w = _new_weights(w, dw)
-    for new, w_, g, cache in _blocks(next_w, w, dw, config["cache"]):
+    for new, w_, g, cache in _update_blocks(next_w, w, dw, config["cache"]):
         cache += g * g
         new[...] = w_ - lr * g / (np.sqrt(cache) + eps)
     return next_w, config
@@ -178,7 +213,7 @@ def rmsprop(w: Any, dw: Any, config: Config | None = None) -> tuple[np.ndarray, 
     w, dw, config = _prepare(w, dw, config, defaults, ("cache",))
     lr, beta, eps = config["learning_rate"], config["decay_rate"], config["epsilon"]
     next_w = _new_weights(w, dw)
-    for new, w_, g, cache in _blocks(next_w, w, dw, config["cache"]):
+    for new, w_, g, cache in _update_blocks(next_w, w, dw, config["cache"]):
         cache *= beta
         cache += (1 - beta) * g * g
         new[...] = w_ - lr * g / (np.sqrt(cache) + eps)
@@ -207,7 +242,7 @@ def adam(w: Any, dw: Any, config: Config | None = None) -> tuple[np.ndarray, Con
     lr, beta1, beta2, eps = config["learning_rate"], config["beta1"], config["beta2"], config["epsilon"]
     config["t"] = t = int(t) + 1
     next_w = _new_weights(w, dw)
-    for new, w_, g, m, v in _blocks(next_w, w, dw, config["m"], config["v"]):
+    for new, w_, g, m, v in _update_blocks(next_w, w, dw, config["m"], config["v"]):
         m *= beta1
         m += (1 - beta1) * g
         v *= beta2

@@ -10,16 +10,29 @@ The state lives next to each parameter (same device and dtype) under ``torch.opt
 (``momentum_buffer``, ``sum``, ``square_avg``, ``exp_avg``, ``exp_avg_sq``, ``step``), and
 ``state_dict()`` / ``load_state_dict()`` work as in ``torch.optim``.
 
-Each rule has two implementations that compute the same update:
+Each rule is written once, as an elementwise ``formula`` (a static method that takes the weights,
+the gradient and the state and returns their new values), and has three implementations:
 
-* the per-tensor path (``foreach=False``) updates one parameter at a time with the formula written
-  out as in the NumPy reference: it is the one to read;
+* the per-tensor path (``foreach=False``) applies the formula to one parameter at a time, and on the
+  CPU to one cache-sized piece of it at a time, so its temporaries never grow to the size of a
+  parameter: it is the one to read;
 * the multi-tensor path (``foreach=True``) updates all parameters of one device and dtype together
   with in-place ``torch._foreach_*`` operations. On the CPU it runs the whole chain of operations
   on one cache-sized block of elements at a time (:mod:`cs231n_utils.tensor_blocks`), so that
-  memory traffic stays close to the minimum. ``foreach=None`` (the default) picks this path,
-  the faster one in ``benchmarks/optim_step.py`` for large and small models (its many short
-  parallel loops can lose on a CPU that other busy processes share: the benchmark shows it).
+  memory traffic stays close to the minimum;
+* the fused path (``fused=True``) compiles the same ``formula`` with ``torch.compile`` into one
+  loop (C++ on the CPU, Triton on CUDA) that reads each element's operands once and writes the
+  results in place (:mod:`cs231n_utils.fused_kernels`). The first step compiles each group: on the
+  course's loaded 2-core machine 16-21 s of CPU time cold and about 6 s from Inductor's disk cache,
+  which keeps kernels across processes (where it lives and how to move it: see that module). Later
+  steps never recompile. Float32 and float64 parameters on the CPU or a CUDA device only; others
+  raise ``ValueError`` naming the parameter.
+
+``foreach=None`` (the default) picks the multi-tensor path, the fastest of the first two for every
+rule in ``benchmarks/optim_step.py`` on the course's 2-thread CPU (1 x 10M parameters and
+ResNet-18's shapes). The old in-place per-tensor SGD was as fast as it; the per-tensor formula
+path, with its many small operations per cache-sized piece, is 2-4x slower on that loaded machine.
+Fused needs the compile, so it is chosen explicitly, as in ``torch.optim``.
 
 Hyperparameters are checked when an optimizer or a parameter group is created and when a
 state dict is loaded: a bad value raises ``ValueError`` naming it. Sparse or complex gradients
@@ -36,6 +49,7 @@ from typing import Any
 
 import torch
 
+from .fused_kernels import FusedUpdate, check_fusable
 from .tensor_blocks import Scratch, block_numel_for, cache_blocks, group_by_device_and_dtype
 from .validation import check_positive, check_unit_interval
 
@@ -47,6 +61,7 @@ Closure = Callable[[], Any]
 Group = dict[str, Any]  # a parameter group: "params" and hyperparameters
 State = dict[str, Any]  # one parameter's optimizer state
 Tensors = list[torch.Tensor]
+Coefficients = dict[str, float]  # a formula's scalar inputs, by name
 
 
 def _non_negative(value: Any, name: str) -> float:
@@ -73,8 +88,10 @@ class _ElementwiseOptimizer(torch.optim.Optimizer):
     """What every rule here shares: checks, lazily created zero state, and the choice of path.
 
     A subclass declares ``_checks`` (hyperparameter name -> validator) and ``_buffer_names`` (the
-    zero-initialised state tensors it needs) and implements ``_update_tensor`` (the rule for one
-    parameter) and ``_update_foreach`` (the same rule for lists of tensors on one device and dtype).
+    zero-initialised state tensors it needs), and implements ``formula`` (the rule for one element,
+    applied by the per-tensor and the fused paths), ``_coefficient_names``, ``_coefficients`` and
+    ``_flags`` (its scalar and structural inputs for one parameter) and ``_update_foreach`` (the
+    rule for lists of tensors on one device and dtype).
     """
 
     _checks: Mapping[str, Check] = {}
@@ -93,16 +110,29 @@ class _ElementwiseOptimizer(torch.optim.Optimizer):
                     param_group[name] = check(param_group[name], f"{where}['{name}']")
             self._check_combination({**self.defaults, **param_group}, f"{where}: ")
         super().add_param_group(param_group)
+        group, group_index = self.param_groups[-1], len(self.param_groups) - 1
+        if group["fused"]:
+            try:
+                for index, param in enumerate(group["params"]):
+                    check_fusable(param, _describe_param(group, group_index, index))
+            except ValueError:
+                self.param_groups.pop()
+                raise
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Check the saved groups' hyperparameters, then load as :class:`torch.optim.Optimizer` does."""
+        """Check the saved groups' hyperparameters, then load as :class:`torch.optim.Optimizer` does,
+        except that each group keeps this optimizer's own path (``foreach``, ``fused``): a checkpoint
+        saved by a fused optimizer resumes on the per-tensor path and vice versa."""
         for index, group in enumerate(state_dict.get("param_groups", [])):
             where = f"state_dict['param_groups'][{index}]"
             for name, check in self._checks.items():
                 if name in group:
                     check(group[name], f"{where}['{name}']")
             self._check_combination({**self.defaults, **group}, f"{where}: ")
+        paths = [{name: group[name] for name in ("foreach", "fused")} for group in self.param_groups]
         super().load_state_dict(state_dict)
+        for group, path in zip(self.param_groups, paths):
+            group.update(path)
 
     @torch.no_grad()
     def step(self, closure: Closure | None = None) -> Any:
@@ -113,19 +143,59 @@ class _ElementwiseOptimizer(torch.optim.Optimizer):
                 loss = closure()
         # collect every group first, so that a bad gradient stops the step before anything changes
         collected = [self._collect(group, index) for index, group in enumerate(self.param_groups)]
-        for group, (params, grads, states) in zip(self.param_groups, collected):
+        for group_index, (group, (params, grads, states)) in enumerate(zip(self.param_groups, collected)):
             if not params:
+                continue
+            if group["fused"]:
+                self._update_fused(params, grads, states, group, group_index)
                 continue
             if group["foreach"] is False:
                 for param, grad, state in zip(params, grads, states):
                     self._update_tensor(param, grad, state, group)
                 continue
-            # foreach=None takes this path too (see the module docstring)
-            for members in group_by_device_and_dtype(params).values():
+            for members in group_by_device_and_dtype(params).values():  # foreach=None takes this path too
                 self._update_foreach(
                     [params[i] for i in members], [grads[i] for i in members], [states[i] for i in members], group
                 )
         return loss
+
+    def _update_tensor(self, param: torch.Tensor, grad: torch.Tensor, state: State, group: Group) -> None:
+        """Apply ``formula`` to one parameter, one cache-sized piece at a time on the CPU."""
+        self._advance(state)
+        coefficients, flags = self._coefficients(group, state), self._flags(group)
+        operands = [[param], [grad], *[[state[name]] for name in self._buffer_names(group)]]
+        for block, _ in cache_blocks(operands, block_numel_for(param)):
+            piece = [pieces[0] for pieces in block]  # one tensor in, so one piece of it per block
+            new_values = self.formula(*piece, **coefficients, **flags)
+            for target, value in zip([piece[0], *piece[2:]], new_values):
+                target.copy_(value)
+
+    def _update_fused(
+        self, params: Tensors, grads: Tensors, states: list[State], group: Group, group_index: int
+    ) -> None:
+        """Apply ``formula`` to every parameter of the group through compiled single-pass kernels."""
+        flags, buffer_names = self._flags(group), self._buffer_names(group)
+        for (device, dtype), members in group_by_device_and_dtype(params).items():
+            key = (group_index, device, dtype)
+            updates = self.__dict__.setdefault("_fused_updates", {})  # not in the state: rebuilt after a copy
+            if key not in updates:
+                label = f"{type(self).__name__}_{id(self):x}_{group_index}_{device.type}_{str(dtype)[6:]}"
+                updates[key] = FusedUpdate(self.formula, self._coefficient_names, label)
+            update = updates[key]
+            rows: dict[tuple[float, ...], None] = {}  # each distinct row once (usually there is one)
+            per_tensor = []
+            for i in members:
+                self._advance(states[i])
+                coefficients = self._coefficients(group, states[i])
+                per_tensor.append(tuple(coefficients[name] for name in self._coefficient_names))
+                rows[per_tensor[-1]] = None
+            rows = list(rows) if len(rows) == 1 else per_tensor
+            operand_lists = [
+                [params[i] for i in members],
+                [grads[i] for i in members],
+                *[[states[i][name] for i in members] for name in buffer_names],
+            ]
+            update(operand_lists, rows, flags)
 
     def _collect(self, group: Group, group_index: int) -> tuple[Tensors, Tensors, list[State]]:
         """The group's parameters that have a gradient, their gradients and their (initialised) state."""
@@ -151,13 +221,30 @@ class _ElementwiseOptimizer(torch.optim.Optimizer):
         return params, grads, states
 
     def _check_combination(self, group: Mapping[str, Any], where: str) -> None:
-        """Checks that involve several hyperparameters (none by default)."""
+        """Checks that involve several hyperparameters; every rule rejects foreach=True with fused=True."""
+        if group.get("fused") and group.get("foreach"):
+            raise ValueError(f"{where}fused=True and foreach=True exclude each other; pick one")
 
     def _buffer_names(self, group: Mapping[str, Any]) -> tuple[str, ...]:
         raise NotImplementedError
 
-    def _update_tensor(self, param: torch.Tensor, grad: torch.Tensor, state: State, group: Group) -> None:
+    _coefficient_names: tuple[str, ...] = ()
+
+    @staticmethod
+    def formula(w: torch.Tensor, g: torch.Tensor, *state: torch.Tensor, **inputs: Any) -> tuple[torch.Tensor, ...]:
+        """The new ``(w, *state)`` for weights ``w``, gradient ``g`` and state, elementwise."""
         raise NotImplementedError
+
+    def _advance(self, state: State) -> None:
+        """Per-parameter bookkeeping before an update (Adam counts its steps); none by default."""
+
+    def _coefficients(self, group: Group, state: State) -> Coefficients:
+        """The formula's scalar inputs for one parameter, named as in ``_coefficient_names``."""
+        return {name: group[name] for name in self._coefficient_names}
+
+    def _flags(self, group: Group) -> dict[str, bool]:
+        """The formula's structural inputs (compiled into the fused kernel); none by default."""
+        return {}
 
     def _update_foreach(self, params: Tensors, grads: Tensors, states: list[State], group: Group) -> None:
         raise NotImplementedError
@@ -194,7 +281,9 @@ class SGD(_ElementwiseOptimizer):
         "nesterov": _flag,
         "weight_decay": _non_negative,
         "foreach": _optional_flag,
+        "fused": _optional_flag,
     }
+    _coefficient_names = ("lr", "momentum", "weight_decay")
 
     def __init__(
         self,
@@ -205,27 +294,32 @@ class SGD(_ElementwiseOptimizer):
         weight_decay: float = 0.0,
         *,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(
-            params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, foreach=foreach
+            params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, foreach=foreach,
+            fused=fused,
         )
 
     def _check_combination(self, group: Mapping[str, Any], where: str) -> None:
+        super()._check_combination(group, where)
         if group["nesterov"] and group["momentum"] == 0:
             raise ValueError(f"{where}nesterov=True needs momentum > 0, got momentum={group['momentum']!r}")
 
     def _buffer_names(self, group: Mapping[str, Any]) -> tuple[str, ...]:
         return ("momentum_buffer",) if group["momentum"] else ()
 
-    def _update_tensor(self, param: torch.Tensor, grad: torch.Tensor, state: State, group: Group) -> None:
-        lr, rho, decay = group["lr"], group["momentum"], group["weight_decay"]
-        d = grad.add(param, alpha=decay) if decay else grad
-        if not rho:
-            param.add_(d, alpha=-lr)
-            return
-        b = state["momentum_buffer"]
-        b.mul_(rho).add_(d)
-        param.add_(d.add(b, alpha=rho) if group["nesterov"] else b, alpha=-lr)
+    def _flags(self, group: Group) -> dict[str, bool]:
+        return {"nesterov": group["nesterov"], "decay": bool(group["weight_decay"])}
+
+    @staticmethod
+    def formula(w, g, *buffer, lr, momentum, weight_decay, nesterov: bool, decay: bool):
+        """New ``(w,)``, or ``(w, b)`` with a momentum buffer ``b``: the formula of the class docstring."""
+        d = g + weight_decay * w if decay else g
+        if not buffer:
+            return (w - lr * d,)
+        b = momentum * buffer[0] + d
+        return w - lr * (d + momentum * b if nesterov else b), b
 
     def _update_foreach(self, params: Tensors, grads: Tensors, states: list[State], group: Group) -> None:
         lr, rho, decay, nesterov = group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]
@@ -257,18 +351,28 @@ class Adagrad(_ElementwiseOptimizer):
     ``epsilon=eps`` (mind the defaults: ``eps=1e-10`` here and in torch, ``1e-8`` in the NumPy rule).
     """
 
-    _checks = {"lr": _non_negative, "eps": _non_negative, "foreach": _optional_flag}
+    _checks = {"lr": _non_negative, "eps": _non_negative, "foreach": _optional_flag, "fused": _optional_flag}
+    _coefficient_names = ("lr", "eps")
 
-    def __init__(self, params: Params, lr: float = 1e-2, eps: float = 1e-10, *, foreach: bool | None = None) -> None:
-        super().__init__(params, lr=lr, eps=eps, foreach=foreach)
+    def __init__(
+        self,
+        params: Params,
+        lr: float = 1e-2,
+        eps: float = 1e-10,
+        *,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+    ) -> None:
+        super().__init__(params, lr=lr, eps=eps, foreach=foreach, fused=fused)
 
     def _buffer_names(self, group: Mapping[str, Any]) -> tuple[str, ...]:
         return ("sum",)
 
-    def _update_tensor(self, param: torch.Tensor, grad: torch.Tensor, state: State, group: Group) -> None:
-        s = state["sum"]
-        s.addcmul_(grad, grad)
-        param.addcdiv_(grad, s.sqrt().add_(group["eps"]), value=-group["lr"])
+    @staticmethod
+    def formula(w, g, s, *, lr, eps):
+        """New ``(w, s)``: the formula of the class docstring."""
+        s = s + g * g
+        return w - lr * g / (torch.sqrt(s) + eps), s
 
     def _update_foreach(self, params: Tensors, grads: Tensors, states: list[State], group: Group) -> None:
         sums, scratch = [state["sum"] for state in states], Scratch()
@@ -291,20 +395,35 @@ class RMSprop(_ElementwiseOptimizer):
     ``epsilon=eps``.
     """
 
-    _checks = {"lr": _non_negative, "alpha": check_unit_interval, "eps": _non_negative, "foreach": _optional_flag}
+    _checks = {
+        "lr": _non_negative,
+        "alpha": check_unit_interval,
+        "eps": _non_negative,
+        "foreach": _optional_flag,
+        "fused": _optional_flag,
+    }
+    _coefficient_names = ("lr", "alpha", "eps")
 
     def __init__(
-        self, params: Params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, *, foreach: bool | None = None
+        self,
+        params: Params,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        *,
+        foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
-        super().__init__(params, lr=lr, alpha=alpha, eps=eps, foreach=foreach)
+        super().__init__(params, lr=lr, alpha=alpha, eps=eps, foreach=foreach, fused=fused)
 
     def _buffer_names(self, group: Mapping[str, Any]) -> tuple[str, ...]:
         return ("square_avg",)
 
-    def _update_tensor(self, param: torch.Tensor, grad: torch.Tensor, state: State, group: Group) -> None:
-        alpha, a = group["alpha"], state["square_avg"]
-        a.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
-        param.addcdiv_(grad, a.sqrt().add_(group["eps"]), value=-group["lr"])
+    @staticmethod
+    def formula(w, g, a, *, lr, alpha, eps):
+        """New ``(w, a)``: the formula of the class docstring."""
+        a = alpha * a + (1 - alpha) * g * g
+        return w - lr * g / (torch.sqrt(a) + eps), a
 
     def _update_foreach(self, params: Tensors, grads: Tensors, states: list[State], group: Group) -> None:
         alpha = group["alpha"]
@@ -343,7 +462,11 @@ class Adam(_ElementwiseOptimizer):
         "eps": _non_negative,
         "weight_decay": _non_negative,
         "foreach": _optional_flag,
+        "fused": _optional_flag,
     }
+    _coefficient_names = (
+        "lr", "beta1", "beta2", "eps", "weight_decay", "decoupled_weight_decay", "bias_correction1", "bias_correction2"
+    )
 
     def __init__(
         self,
@@ -354,31 +477,48 @@ class Adam(_ElementwiseOptimizer):
         weight_decay: float = 0.0,
         *,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach)
+        super().__init__(
+            params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach, fused=fused
+        )
 
     def _buffer_names(self, group: Mapping[str, Any]) -> tuple[str, ...]:
         return ("exp_avg", "exp_avg_sq")
+
+    def _advance(self, state: State) -> None:
+        self._advance_step(state)
+
+    def _coefficients(self, group: Group, state: State) -> Coefficients:
+        (beta1, beta2), t, decay = group["betas"], state["step"], group["weight_decay"]
+        decoupled = self._decoupled_weight_decay
+        return {
+            "lr": group["lr"], "beta1": beta1, "beta2": beta2, "eps": group["eps"],
+            "weight_decay": 0.0 if decoupled else decay, "decoupled_weight_decay": decay if decoupled else 0.0,
+            "bias_correction1": 1 - beta1**t, "bias_correction2": 1 - beta2**t,
+        }
+
+    @staticmethod
+    def formula(
+        w, g, m, v, *, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, bias_correction1, bias_correction2
+    ):
+        """New ``(w, m, v)``: the formula of the class docstring, with ``bias_correction1``
+        :math:`= 1 - \\beta_1^t` and ``bias_correction2`` :math:`= 1 - \\beta_2^t`. Adam passes its
+        :math:`\\lambda` as ``weight_decay`` and AdamW as ``decoupled_weight_decay``, the other one 0
+        (which leaves ``w`` and ``g`` exactly as they are): one compiled kernel serves both."""
+        w = w * (1 - lr * decoupled_weight_decay)  # AdamW: shrink the weights
+        g = g + weight_decay * w  # Adam: the gradient of the L2 penalty
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        m_hat = m / bias_correction1
+        v_hat = v / bias_correction2
+        return w - lr * m_hat / (torch.sqrt(v_hat) + eps), m, v
 
     @staticmethod
     def _advance_step(state: State) -> int:
         """Increment and return :math:`t` (a 0-d tensor from a ``torch.optim`` checkpoint is accepted)."""
         state["step"] = int(state.get("step", 0)) + 1
         return state["step"]
-
-    def _update_tensor(self, param: torch.Tensor, grad: torch.Tensor, state: State, group: Group) -> None:
-        (beta1, beta2), lr, decay = group["betas"], group["lr"], group["weight_decay"]
-        t = self._advance_step(state)
-        if decay and self._decoupled_weight_decay:
-            param.mul_(1 - lr * decay)
-        elif decay:
-            grad = grad.add(param, alpha=decay)
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        m.mul_(beta1).add_(grad, alpha=1 - beta1)
-        v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        m_hat = m / (1 - beta1**t)
-        v_hat = v / (1 - beta2**t)
-        param.addcdiv_(m_hat, v_hat.sqrt().add_(group["eps"]), value=-lr)
 
     def _update_foreach(self, params: Tensors, grads: Tensors, states: list[State], group: Group) -> None:
         (beta1, beta2), lr, decay = group["betas"], group["lr"], group["weight_decay"]
@@ -424,5 +564,8 @@ class AdamW(Adam):
         weight_decay: float = 1e-2,
         *,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach)
+        super().__init__(
+            params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach, fused=fused
+        )

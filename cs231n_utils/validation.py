@@ -25,6 +25,27 @@ def check_finite(array: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} contains NaN or infinity")
 
 
+_ZEROS: dict[np.dtype, np.ndarray] = {}
+
+
+def has_non_finite(flat: np.ndarray) -> bool:
+    """Whether the 1-D array ``flat`` holds a NaN or an infinity, in one BLAS dot product.
+
+    :math:`x \\cdot 0 = 0` for every finite :math:`x`, but ``nan * 0`` and ``inf * 0`` are NaN, so
+    ``flat @ zeros`` is NaN exactly when ``flat`` has a non-finite entry; it cannot overflow. One
+    vectorised pass without a temporary: on a cache-resident block it costs a few microseconds,
+    where ``np.isfinite(flat).all()`` writes and re-reads a boolean array.
+    """
+    if flat.ndim != 1:
+        raise ValueError(f"flat must be 1-D, got shape {flat.shape}")
+    if flat.dtype.kind != "f":
+        return False
+    zeros = _ZEROS.get(flat.dtype)
+    if zeros is None or zeros.size < flat.size:
+        zeros = _ZEROS[flat.dtype] = np.zeros(max(flat.size, 1 << 16), dtype=flat.dtype)
+    return not math.isfinite(float(np.dot(flat, zeros[: flat.size])))
+
+
 def check_same_shape(a: np.ndarray, a_name: str, b: np.ndarray, b_name: str) -> None:
     """Raise if two arrays differ in shape."""
     if a.shape != b.shape:

@@ -9,6 +9,7 @@ import torch
 
 from cs231n_utils import optim
 from cs231n_utils.gradcheck import rel_error
+from cs231n_utils.validation import has_non_finite
 
 STEPS = 50
 
@@ -196,3 +197,34 @@ def test_rules_match_torch_on_large_and_non_contiguous_arrays(name: str, layout:
         np.testing.assert_allclose(w, param.detach().numpy(), rtol=1e-5, atol=1e-6)
     else:
         assert rel_error(w, param.detach().numpy()) < 1e-9
+
+
+@pytest.mark.parametrize("name", sorted(optim.UPDATE_RULES))
+@pytest.mark.parametrize(("argument", "value"), [("w", np.nan), ("w", -np.inf), ("dw", np.nan), ("dw", np.inf)])
+def test_non_finite_input_in_a_late_block_raises_naming_it(name: str, argument: str, value: float) -> None:
+    """The finiteness check runs block by block inside the update: a bad value in the last block of a
+    multi-block array, or in a non-contiguous array, must still raise."""
+    rng = np.random.default_rng(5)
+    for w in (rng.standard_normal(3 * optim.BLOCK_SIZE + 7), rng.standard_normal((40, 30)).T):
+        inputs = {"w": w.copy(), "dw": rng.standard_normal(w.shape)}
+        inputs[argument][-1, ...] = value  # the last element: in the last block
+        with pytest.raises(ValueError, match=rf"^{argument} contains NaN or infinity"):
+            optim.UPDATE_RULES[name](inputs["w"], inputs["dw"], None)
+
+
+def test_overflow_of_finite_inputs_is_not_reported_as_a_bad_input() -> None:
+    w = np.full(4, 3e38, dtype=np.float32)
+    next_w, _ = optim.sgd(w, np.full(4, -3e38, dtype=np.float32), {"learning_rate": 10.0})
+    assert np.isinf(next_w).all()  # float32 overflowed, but w and dw were valid
+
+
+def test_has_non_finite_sees_nan_and_infinity_anywhere_and_nothing_else() -> None:
+    values = np.linspace(-1e30, 1e30, 1000)
+    assert not has_non_finite(values) and not has_non_finite(values.astype(np.float32))
+    for bad in (np.nan, np.inf, -np.inf):
+        for index in (0, 500, 999):
+            broken = values.copy()
+            broken[index] = bad
+            assert has_non_finite(broken) and has_non_finite(broken.astype(np.float32))
+    with pytest.raises(ValueError, match="flat"):
+        has_non_finite(np.zeros((2, 2)))

@@ -374,14 +374,170 @@ def test_benchmark_numpy_forms_compute_the_reference_rule(rule: str) -> None:
 def test_benchmark_quick_run_prints_every_table(capsys) -> None:
     bench = load_benchmark()
     threads = torch.get_num_threads()
-    args = ["--quick", "--layout", "3000:3", "--layout", "2000:1", "--numpy-numel", "1000", "--threads", "1"]
+    args = [
+        "--quick", "--layout", "3000:3", "--layout", "2000:1", "--numpy-numel", "1000", "--threads", "1", "--no-fused"
+    ]
     assert bench.main(args) == 0
     assert torch.get_num_threads() == threads
     out = capsys.readouterr().out
-    for title in ("Adam, 3,000 params in 3 tensors", "SGD-momentum, 2,000 params in 1 tensor", "NumPy Adam"):
+    for title in ("Adam, 3,000 params in 3 tensors", "AdamW, 2,000 params in 1 tensor", "NumPy Adam"):
         assert title in out
-    assert out.count("\nours foreach=True ") == 4 and out.count("\ntargets: ") == 2
-    assert out.count("\ncs231n_utils.optim ") == 2
+    assert out.count("\nours foreach=True ") == 6 and "ours fused" not in out
+    assert out.count("\ncs231n_utils.optim ") == 2 and out.count("\nin-pass check ") == 2
+
+
+def test_benchmark_resnet18_layout_has_torchvisions_62_shapes() -> None:
+    layout = load_benchmark().Layout.parse("resnet18")
+    assert len(layout.shapes) == 62 and layout.numel == 11_689_512  # torchvision's parameter count
+    assert layout.shapes[0] == (64, 3, 7, 7) and layout.shapes[-2:] == ((1000, 512), (1000,))
+
+
+def test_benchmark_fused_rows_and_target_line(capsys) -> None:
+    bench = load_benchmark()
+    args = ["--quick", "--layout", "64:2", "--rule", "SGD-momentum", "--numpy-numel", "1000", "--threads", "1"]
+    assert bench.main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("\nours fused ") == 1 and out.count("\ntarget: ours fused / torch fused = ") == 1
+    assert "(<= 1.5 " in out  # 32-element tensors are "small": the overhead target applies
+    assert "ours fused: first step (compile or cache load)" in out
+
+
+# --- fused=True: the formula compiled by torch.compile -----------------------------------------------
+# Compiling costs seconds per kernel, so the tests share kernels: every case trains the same MLP
+# (same shapes, so Inductor's on-disk FX graph cache serves repeats), and one module-scoped run per
+# case feeds several checks.
+
+FUSED_CASES = [
+    "sgd", "sgd-momentum-decay", "sgd-nesterov-decay", "adagrad", "rmsprop", "adam", "adam-decay", "adamw",
+]
+
+
+@pytest.fixture(scope="module")
+def fused_runs() -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.optim.Optimizer]]:
+    """For each fused case: our fused weights and torch.optim's after 100 steps, and our optimizer."""
+    runs = {}
+    data = make_data()
+    for case in FUSED_CASES:
+        ours, theirs, kwargs = TORCH_PAIRS[case]
+        expected_model, model = make_model(), make_model()
+        train(expected_model, theirs(expected_model.parameters(), **kwargs), STEPS, data)
+        optimizer = ours(model.parameters(), fused=True, **kwargs)
+        train(model, optimizer, STEPS, data)
+        runs[case] = (flat_params(model), flat_params(expected_model), optimizer)
+    return runs
+
+
+@pytest.mark.parametrize("case", FUSED_CASES)
+def test_fused_matches_torch_optim_over_100_steps(case: str, fused_runs) -> None:
+    ours, expected, _ = fused_runs[case]
+    assert not torch.equal(ours, flat_params(make_model()))  # it did train
+    torch.testing.assert_close(ours, expected, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["sgd-nesterov-decay", "adam-decay", "adamw"])
+def test_fused_does_not_recompile_when_steps_and_learning_rates_change(case: str, fused_runs) -> None:
+    # The case's optimizer compiled at its first step; a schedule that changes lr every step, and
+    # Adam's step count, must reuse that kernel ("fail_on_recompile" raises on any new compile).
+    _, _, optimizer = fused_runs[case]
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    before = [p.detach().clone() for p in params]
+    with torch.compiler.set_stance("fail_on_recompile"):
+        for step in range(3):
+            optimizer.param_groups[0]["lr"] *= 0.5
+            for param in params:
+                param.grad = torch.full_like(param, 0.1 * (step + 1))
+            optimizer.step()
+    assert all(not torch.equal(p, b) for p, b in zip(params, before))
+
+
+def test_fused_param_groups_and_state_dict_round_trip_across_paths() -> None:
+    """Two groups with their own lr and weight decay; 10 fused steps, a checkpoint, 10 more steps on
+    the per-tensor and multi-tensor paths: every run equals torch.optim.AdamW's."""
+    data = make_data()
+
+    def groups(model):
+        return [{"params": model[0].parameters(), "lr": 0.05, "weight_decay": 0.2}, {"params": model[2].parameters()}]
+
+    expected_model, model = make_model(), make_model()
+    expected = torch.optim.AdamW(groups(expected_model), lr=0.01, weight_decay=0.1)
+    fused = torch_optim.AdamW(groups(model), lr=0.01, weight_decay=0.1, fused=True)
+    train(expected_model, expected, 10, data)
+    train(model, fused, 10, data)
+    torch.testing.assert_close(flat_params(model), flat_params(expected_model), atol=1e-9, rtol=1e-9)
+    saved = copy.deepcopy({"model": model.state_dict(), "optimizer": fused.state_dict()})
+    train(expected_model, expected, 10, data)
+    for foreach in (False, True):
+        resumed_model = make_model()
+        resumed_model.load_state_dict(saved["model"])
+        resumed = torch_optim.AdamW(groups(resumed_model), lr=0.01, weight_decay=0.1, foreach=foreach)
+        resumed.load_state_dict(copy.deepcopy(saved["optimizer"]))
+        train(resumed_model, resumed, 10, data)
+        torch.testing.assert_close(flat_params(resumed_model), flat_params(expected_model), atol=1e-9, rtol=1e-9)
+    # and back: an unfused checkpoint resumed fused
+    unfused_state = resumed.state_dict()
+    fused.load_state_dict(copy.deepcopy(unfused_state))
+    model.load_state_dict(resumed_model.state_dict())
+    train(expected_model, expected, 5, data)
+    train(model, fused, 5, data)
+    torch.testing.assert_close(flat_params(model), flat_params(expected_model), atol=1e-9, rtol=1e-9)
+
+
+ALL_CLASSES = [torch_optim.SGD, torch_optim.Adagrad, torch_optim.RMSprop, torch_optim.Adam, torch_optim.AdamW]
+
+
+@pytest.mark.parametrize(
+    ("param", "needle"),
+    [
+        (torch.zeros(3, dtype=torch.float16), "dtype torch.float16"),
+        (torch.zeros(3, dtype=torch.bfloat16), "dtype torch.bfloat16"),
+        (torch.zeros(3, device="meta"), "on meta"),
+    ],
+    ids=["float16", "bfloat16", "meta-device"],
+)
+@pytest.mark.parametrize("cls", ALL_CLASSES)
+def test_fused_rejects_unsupported_device_or_dtype_naming_the_parameter(cls: type, param, needle: str) -> None:
+    good = torch.zeros(2, requires_grad=True)
+    with pytest.raises(ValueError, match=rf"param_groups\[0\]\['params'\]\[1\].*{needle}"):
+        cls([good, param.requires_grad_()], lr=0.1, fused=True)
+    optimizer = cls([good], lr=0.1, fused=True)
+    with pytest.raises(ValueError, match=rf"param_groups\[1\]\['params'\]\[0\].*{needle}"):
+        optimizer.add_param_group({"params": [param]})
+    assert len(optimizer.param_groups) == 1
+
+
+def test_fused_and_foreach_together_raise() -> None:
+    with pytest.raises(ValueError, match="fused=True and foreach=True"):
+        torch_optim.Adam([torch.zeros(2, requires_grad=True)], fused=True, foreach=True)
+    with pytest.raises(ValueError, match="fused"):
+        torch_optim.SGD([torch.zeros(2, requires_grad=True)], lr=0.1, fused=1)
+
+
+def bytes_allocated_per_step(optimizer: torch.optim.Optimizer) -> tuple[int, int]:
+    """The largest single CPU allocation during one ``step``, and the sum of all of them (profiler)."""
+    with torch.profiler.profile(profile_memory=True) as profile:
+        optimizer.step()
+    sizes = [event.self_cpu_memory_usage for event in profile.events() if event.self_cpu_memory_usage > 0]
+    return max(sizes, default=0), sum(sizes)
+
+
+def test_fused_step_allocates_only_its_coefficients(fused_runs) -> None:
+    # The eager formula would allocate several temporaries the size of every parameter.
+    optimizer = fused_runs["adam-decay"][2]
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    param_bytes = sum(p.numel() * p.element_size() for p in params)
+    _, total = bytes_allocated_per_step(optimizer)
+    coefficient_bytes = len(params) * 8 * 8  # one row of 8 float64 coefficients per tensor
+    assert total <= 2 * coefficient_bytes and total < param_bytes / 2  # the row and its copy per tensor
+
+
+@pytest.mark.parametrize("cls", ALL_CLASSES)
+def test_per_tensor_path_makes_no_full_size_temporary(cls: type) -> None:
+    param = torch.zeros(1 << 21, requires_grad=True)
+    param.grad = torch.ones_like(param)
+    optimizer = cls([param], lr=0.1, foreach=False)
+    optimizer.step()  # creates the state
+    largest, _ = bytes_allocated_per_step(optimizer)
+    assert 0 < largest <= tensor_blocks.CPU_BLOCK_BYTES < param.numel() * param.element_size() // 4
 
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -416,3 +572,15 @@ def test_gpu_state_lives_on_the_gpu_and_loads_from_a_cpu_checkpoint(foreach: boo
     for param in model.parameters():
         assert optimizer.state[param]["exp_avg_sq"].device.type == "cuda"
     torch.testing.assert_close(flat_params(model).cpu(), flat_params(cpu_model), atol=1e-9, rtol=1e-9)
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("case", ["sgd-nesterov-decay", "adagrad", "rmsprop", "adam-decay", "adamw"])
+def test_fused_matches_torch_optim_on_gpu(case: str) -> None:
+    ours, theirs, kwargs = TORCH_PAIRS[case]
+    data = make_data("cuda")
+    expected_model, model = make_model("cuda"), make_model("cuda")
+    train(expected_model, theirs(expected_model.parameters(), **kwargs), STEPS, data)
+    train(model, ours(model.parameters(), fused=True, **kwargs), STEPS, data)
+    torch.testing.assert_close(flat_params(model), flat_params(expected_model), atol=1e-6, rtol=1e-6)
