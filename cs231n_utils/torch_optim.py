@@ -15,7 +15,9 @@ the gradient and the state and returns their new values), and has three implemen
 
 * the per-tensor path (``foreach=False``) applies the formula to one parameter at a time, and on the
   CPU to one cache-sized piece of it at a time, so its temporaries never grow to the size of a
-  parameter: it is the one to read;
+  parameter: it is the one to read, not the fast one (it runs every operation of the formula, and
+  a copy per state tensor, as a separate small parallel loop: 1.5-5x the time of the old in-place
+  per-tensor code in ``benchmarks/optim_step.py`` on the loaded 2-core machine);
 * the multi-tensor path (``foreach=True``) updates all parameters of one device and dtype together
   with in-place ``torch._foreach_*`` operations. On the CPU it runs the whole chain of operations
   on one cache-sized block of elements at a time (:mod:`cs231n_utils.tensor_blocks`), so that
@@ -30,8 +32,7 @@ the gradient and the state and returns their new values), and has three implemen
 
 ``foreach=None`` (the default) picks the multi-tensor path, the fastest of the first two for every
 rule in ``benchmarks/optim_step.py`` on the course's 2-thread CPU (1 x 10M parameters and
-ResNet-18's shapes). The old in-place per-tensor SGD was as fast as it; the per-tensor formula
-path, with its many small operations per cache-sized piece, is 2-4x slower on that loaded machine.
+ResNet-18's shapes), SGD with momentum included.
 Fused needs the compile, so it is chosen explicitly, as in ``torch.optim``.
 
 Hyperparameters are checked when an optimizer or a parameter group is created and when a

@@ -43,7 +43,9 @@ def has_non_finite(flat: np.ndarray) -> bool:
     zeros = _ZEROS.get(flat.dtype)
     if zeros is None or zeros.size < flat.size:
         zeros = _ZEROS[flat.dtype] = np.zeros(max(flat.size, 1 << 16), dtype=flat.dtype)
-    return not math.isfinite(float(np.dot(flat, zeros[: flat.size])))
+    with np.errstate(invalid="ignore"):  # inf * 0 is meant to give NaN here: no warning
+        product = np.dot(flat, zeros[: flat.size])
+    return not math.isfinite(float(product))
 
 
 def check_same_shape(a: np.ndarray, a_name: str, b: np.ndarray, b_name: str) -> None:
