@@ -4,6 +4,8 @@ redraws the figure, both on a generated page and on the chapters of the built bo
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -15,7 +17,7 @@ import pytest  # noqa: E402
 from bs4 import BeautifulSoup  # noqa: E402
 
 from cs231n_utils.interactive import MAX_FRAMES, Curve, Frame, Slider, slider_figure, to_pixels  # noqa: E402
-from tests.test_book import HARMLESS_CONSOLE_ERRORS, book_url, browser, chromium  # noqa: E402,F401 (fixtures)
+from tests.test_book import CHROMIUM_ARGS, HARMLESS_CONSOLE_ERRORS, book_url, chromium  # noqa: E402,F401 (fixtures)
 
 #: The chapters that carry slider figures, and how many each has.
 SLIDER_PAGES = {"chapters/momentum_theory": 1, "chapters/adam": 1, "chapters/schedules": 1}
@@ -30,7 +32,8 @@ def _figure(dpi: float = 50.0):
 
 def _line_frame(slope: float, shift: int) -> Frame:
     x = np.linspace(0, 10, 5)
-    return Frame([(x, slope * x / 10), ([1, 100], [10.0**shift, 1.0])], f"slope {slope}, shift {shift}")
+    summary = f"slope {slope}, shift {'on' if shift else 'off'}"
+    return Frame([(x, slope * x / 10), ([1, 100], [10.0**shift, 1.0])], summary)
 
 
 def _html(**overrides) -> str:
@@ -55,7 +58,7 @@ def test_every_combination_is_precomputed_with_its_summary() -> None:
     soup = BeautifulSoup(_html(), "html.parser")
     frames = _payload(soup)["frames"]
     assert sorted(frames) == ["0,0", "0,1", "1,0", "1,1", "2,0", "2,1"]
-    assert frames["0,1"]["summary"] == "slope -1.0, shift 1"
+    assert frames["0,1"]["summary"] == "slope -1.0, shift on"
     assert all(len(frame["points"]) == 2 for frame in frames.values())
 
 
@@ -64,8 +67,8 @@ def test_initial_drawing_is_the_start_frame() -> None:
     start = _payload(soup)["frames"]["2,0"]
     lines = soup.find_all("polyline")
     assert [line["points"] for line in lines] == start["points"]
-    assert soup.find(id="test-figure-summary").string == "slope 1.0, shift 0"
-    assert soup.find("desc").string == "slope 1.0, shift 0"
+    assert soup.find(id="test-figure-summary").string == "slope 1.0, shift off"
+    assert soup.find("desc").string == "slope 1.0, shift off"
 
 
 def test_controls_are_labelled_and_say_their_value() -> None:
@@ -156,52 +159,78 @@ def test_bad_curves_are_named(arguments: tuple, message: str) -> None:
 
 
 # ------------------------------------------------------------------------------ in a browser
-def _move_slider_and_read(page, slider_id: str, figure_id: str) -> tuple[list[str], list[str], str, str]:
-    """Points before and after pressing the slider's End key, the summary after, and its output."""
-    lines = f"#{figure_id} polyline"
-    before = page.eval_on_selector_all(lines, "els => els.map(e => e.getAttribute('points'))")
-    page.focus(f"#{slider_id}")
-    current = page.eval_on_selector(f"#{slider_id}", "e => [e.value, e.max]")
-    page.keyboard.press("Home" if current[0] == current[1] else "End")
-    after = page.eval_on_selector_all(lines, "els => els.map(e => e.getAttribute('points'))")
-    summary = page.inner_text(f"#{figure_id}-summary")
-    output = page.inner_text(f"#{slider_id}-value")
-    return before, after, summary, output
+# The browser runs in a child process: playwright's sync API allows one instance per process, and
+# tests/test_book.py may hold its session-wide one in this process (pytest-xdist --dist loadfile
+# can put both files on one worker).
+_BROWSER_SCRIPT = r"""
+import json, sys
+from playwright.sync_api import sync_playwright
+
+chromium, url = sys.argv[1], sys.argv[2]
+args = json.loads(sys.argv[3])
+report = {"errors": [], "figures": {}}
+with sync_playwright() as playwright:
+    browser = playwright.chromium.launch(executable_path=chromium, args=args)
+    page = browser.new_page()
+    page.on("pageerror", lambda error: report["errors"].append(str(error)))
+    page.goto(url)
+    page.wait_for_load_state("load")
+    points = "els => els.map(e => e.getAttribute('points'))"
+    for figure in page.eval_on_selector_all(".slider-figure", "els => els.map(e => e.id)"):
+        moves = report["figures"][figure] = []
+        sliders = page.eval_on_selector_all(f"#{figure} input[type=range]", "els => els.map(e => e.id)")
+        for slider in sliders:
+            move = {"slider": slider, "before": page.eval_on_selector_all(f"#{figure} polyline", points),
+                    "summary_before": page.inner_text(f"#{figure}-summary")}
+            page.focus(f"#{slider}")
+            value, maximum = page.eval_on_selector(f"#{slider}", "e => [e.value, e.max]")
+            page.keyboard.press("Home" if value == maximum else "End")  # a key, as a reader would
+            move.update(after=page.eval_on_selector_all(f"#{figure} polyline", points),
+                        summary=page.inner_text(f"#{figure}-summary"),
+                        output=page.inner_text(f"#{slider}-value"),
+                        key=",".join(page.eval_on_selector_all(f"#{figure} input[type=range]",
+                                                               "els => els.map(e => e.value)")),
+                        frames=json.loads(page.inner_text(f"#{figure}-data"))["frames"])
+            moves.append(move)
+    browser.close()
+print(json.dumps(report))
+"""
 
 
-def test_slider_redraws_a_generated_page(browser, tmp_path: Path) -> None:  # noqa: F811
+def _drive(chromium_path: Path, url: str) -> dict:
+    """Open ``url``, press End (or Home) on every slider of every figure, report what changed."""
+    done = subprocess.run([sys.executable, "-c", _BROWSER_SCRIPT, str(chromium_path), url,
+                           json.dumps(CHROMIUM_ARGS)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def _assert_moves_redraw(report: dict) -> None:
+    for figure, moves in report["figures"].items():
+        assert moves, f"{figure} has no slider"
+        for move in moves:
+            where = f"{figure}, slider {move['slider']}"
+            assert move["before"] != move["after"], f"{where} did not change the figure"
+            assert move["after"] == move["frames"][move["key"]]["points"], f"{where}: not the frame of {move['key']}"
+            assert move["summary"] != move["summary_before"], f"{where} did not change the text"
+            assert move["output"] in move["summary"], f"{where}: {move['summary']!r} lacks {move['output']!r}"
+
+
+def test_slider_redraws_a_generated_page(chromium: Path, tmp_path: Path) -> None:  # noqa: F811
     page_file = tmp_path / "figure.html"
     page_file.write_text(f"<!DOCTYPE html><html lang='en'><body>{_html()}</body></html>")
-    page = browser.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(page_file.as_uri())
-    before, after, summary, output = _move_slider_and_read(page, "test-figure-shift", "test-figure")
-    expected = json.loads(page.inner_text("#test-figure-data"))["frames"]["2,1"]
-    page.close()
-    assert not errors
-    assert before != after and after == expected["points"]
-    assert summary == "slope 1.0, shift 1" and output == "on"
+    report = _drive(chromium, page_file.as_uri())
+    assert not report["errors"]
+    assert list(report["figures"]) == ["test-figure"]
+    _assert_moves_redraw(report)
+    last = report["figures"]["test-figure"][-1]
+    assert last["summary"] == "slope -1.0, shift on" and last["output"] == "on"
 
 
 @pytest.mark.parametrize("docname", sorted(SLIDER_PAGES))
-def test_slider_redraws_in_the_built_book(browser, book_url: str, docname: str) -> None:  # noqa: F811
-    page = browser.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{book_url}{docname}.html")
-    page.wait_for_load_state("load")
-    figures = page.eval_on_selector_all(".slider-figure", "els => els.map(e => e.id)")
-    assert len(figures) == SLIDER_PAGES[docname], f"{docname}: slider figures {figures}"
-    for figure_id in figures:
-        slider_ids = page.eval_on_selector_all(f"#{figure_id} input[type=range]", "els => els.map(e => e.id)")
-        assert slider_ids, f"{figure_id} has no slider"
-        for slider_id in slider_ids:
-            before_summary = page.inner_text(f"#{figure_id}-summary")
-            before, after, summary, output = _move_slider_and_read(page, slider_id, figure_id)
-            assert before != after, f"{slider_id} did not change the figure"
-            assert summary != before_summary, f"{slider_id} did not change the text of the figure"
-            assert output in summary, f"{slider_id}: the summary {summary!r} does not state {output!r}"
-    page.close()
-    ours = [e for e in errors if not any(p.search(e) for p in HARMLESS_CONSOLE_ERRORS)]
+def test_slider_redraws_in_the_built_book(chromium: Path, book_url: str, docname: str) -> None:  # noqa: F811
+    report = _drive(chromium, f"{book_url}{docname}.html")
+    assert len(report["figures"]) == SLIDER_PAGES[docname], f"{docname}: slider figures {list(report['figures'])}"
+    _assert_moves_redraw(report)
+    ours = [e for e in report["errors"] if not any(p.search(e) for p in HARMLESS_CONSOLE_ERRORS)]
     assert not ours, f"{docname}: JavaScript errors {ours}"
