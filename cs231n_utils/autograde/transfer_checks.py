@@ -25,6 +25,9 @@ from ..assignment_data import TARGET_CLASSES, digits_finetuning_task
 from .function import Case, CaseGroup, FunctionMutant, check_function
 from .guard import ReferenceWatch
 from .report import GradeReport, PropertyResult
+from ..kernel.codec import Opaque
+from ..models import DigitsCNN
+from .remote import RemoteAnswer, scenario_runner
 from .update_rule import quiet
 
 __all__ = ["check_freeze", "check_replace_head", "check_finetuning", "FINETUNE_ACCURACY_THRESHOLD"]
@@ -48,48 +51,23 @@ def _watch() -> ReferenceWatch:
     return ReferenceWatch(("transfer",), torch_optimizers=False, allowed=_PROVIDED)
 
 
-class _Nested(nn.Module):
-    """Parameters at several depths, a buffer (BatchNorm) and a head called ``classifier``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.scale = nn.Parameter(torch.ones(3))
-        self.features = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Sequential(nn.ReLU(), nn.Linear(6, 5)))
-        self.classifier = nn.Linear(5, 3)
-
-
-def _models() -> dict[str, Callable[[], nn.Module]]:
-    """Builders of the test models; their initial weights do not touch torch's global random state."""
-    def digits() -> nn.Module:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            return transfer.DigitsCNN(num_classes=5, width=4, hidden=8)
-
-    def nested() -> nn.Module:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(1)
-            return _Nested()
-
-    def frozen_digits() -> nn.Module:
-        return transfer.freeze(digits())
-
-    return {"DigitsCNN": digits, "a model with nested submodules": nested, "a frozen DigitsCNN": frozen_digits}
+# The test models: architectures of cs231n_utils.kernel.runners.TEST_MODELS, built where the
+# function runs (the student's kernel or here) from a seed, so nothing but data crosses the channel.
+_MODELS = {
+    "DigitsCNN": {"architecture": "DigitsCNN", "seed": 0, "frozen": False},
+    "a model with nested submodules": {"architecture": "nested", "seed": 1, "frozen": False},
+    "a frozen DigitsCNN": {"architecture": "DigitsCNN", "seed": 0, "frozen": True},
+}
 
 
-def _module_signature(model: nn.Module) -> tuple:
-    return tuple((name, tuple(p.shape), bool(p.requires_grad), p.detach().double().sum().item())
-                 for name, p in model.named_parameters()) + (bool(model.training),)
+def _outcome(function: Callable, guard: Any = None) -> Callable[[dict], Any]:
+    """``payload -> outcome`` of :func:`cs231n_utils.kernel.runners.module_outcome` for ``function``
+    (a student's answer, local or served, or a trusted reference or mutant)."""
+    run = scenario_runner(function, guard)
+    return lambda payload: run("module_outcome", payload)
 
 
 # ------------------------------------------------------------------------------------ freeze
-def _freeze_outcome(function: Callable) -> Callable[[nn.Module], tuple]:
-    def outcome(model: nn.Module) -> tuple:
-        returned = function(model)
-        return ("returns the module" if returned is model else f"returns {type(returned).__name__}",
-                _module_signature(model))
-    return outcome
-
-
 def _freeze_top_level(module):
     for p in module.parameters(recurse=False):
         p.requires_grad = False
@@ -120,15 +98,15 @@ def _freeze_first_child(module):
 
 FREEZE_MUTANTS = (
     FunctionMutant("top_level_only", "only the module's own parameters are frozen: module.parameters() "
-                   "(recurse=True, the default) also yields those of its submodules.", _freeze_outcome(_freeze_top_level)),
-    FunctionMutant("no_return", "freeze must return the module (so calls can be chained).", _freeze_outcome(_freeze_no_return)),
+                   "(recurse=True, the default) also yields those of its submodules.", _outcome(_freeze_top_level)),
+    FunctionMutant("no_return", "freeze must return the module (so calls can be chained).", _outcome(_freeze_no_return)),
     FunctionMutant("eval_instead", ".eval() does not freeze anything: it switches dropout and batch norm to test "
-                   "behaviour. Set requires_grad = False on the parameters.", _freeze_outcome(_freeze_eval)),
+                   "behaviour. Set requires_grad = False on the parameters.", _outcome(_freeze_eval)),
     FunctionMutant("first_child_only", "only the first submodule is frozen: loop over all parameters.",
-                   _freeze_outcome(_freeze_first_child)),
+                   _outcome(_freeze_first_child)),
     FunctionMutant("children_only", "parameters registered directly on the module (not in a submodule) are "
                    "missed: module.parameters() yields them together with all submodules' parameters.",
-                   _freeze_outcome(_freeze_children_only)),
+                   _outcome(_freeze_children_only)),
 )
 
 
@@ -138,33 +116,16 @@ def check_freeze(student: Callable[[nn.Module], Any]) -> GradeReport:
     returned, on a DigitsCNN (2) and on a model with nested submodules and a buffer (2)."""
     if not callable(student):
         raise ValueError(f"student must be callable, got {type(student).__name__}")
-    models = _models()
     groups = tuple(
         CaseGroup(f"freezes {name} (every parameter, nothing else changed) and returns it", 2,
-                  (Case((build(),), description=name),))
-        for name, build in models.items() if name != "a frozen DigitsCNN"
+                  (Case(({**model, "function": "freeze"},), description=name),))
+        for name, model in _MODELS.items() if name != "a frozen DigitsCNN"
     )
-    return check_function(_freeze_outcome(student), _freeze_outcome(transfer.freeze), groups, subject="freeze",
+    return check_function(_outcome(student), _outcome(transfer.freeze), groups, subject="freeze",
                           mutants=FREEZE_MUTANTS, watch=_watch(), check_inputs=False)
 
 
 # ------------------------------------------------------------------------------ replace_head
-def _head_outcome(function: Callable) -> Callable[..., tuple]:
-    def outcome(model: nn.Module, num_classes: int, attribute: str) -> tuple:
-        body = {name: p.detach().clone() for name, p in model.named_parameters() if not name.startswith(f"{attribute}.")}
-        returned = function(model, num_classes, attribute)
-        installed = getattr(model, attribute, None)
-        head = installed if isinstance(installed, nn.Linear) else None
-        return (
-            "returns the installed layer" if returned is installed and head is not None else f"returns {type(returned).__name__}",
-            None if head is None else (head.in_features, head.out_features, head.bias is not None),
-            None if head is None else all(p.requires_grad for p in head.parameters()),
-            all(name in body and torch.equal(p.detach(), body[name]) for name, p in model.named_parameters()
-                if not name.startswith(f"{attribute}.")),
-        )
-    return outcome
-
-
 def _head_keeps_classes(model, num_classes, attribute="head"):
     old = getattr(model, attribute)
     new = nn.Linear(old.in_features, old.out_features)
@@ -197,14 +158,14 @@ def _head_ignores_attribute(model, num_classes, attribute="head"):
 
 REPLACE_HEAD_MUTANTS = (
     FunctionMutant("keeps_classes", "the new layer keeps the old number of outputs: use "
-                   "nn.Linear(old.in_features, num_classes).", _head_outcome(_head_keeps_classes)),
+                   "nn.Linear(old.in_features, num_classes).", _outcome(_head_keeps_classes)),
     FunctionMutant("frozen_head", "the new head copies the old head's requires_grad: a new nn.Linear is "
-                   "trainable, keep it so even when the body is frozen.", _head_outcome(_head_copies_requires_grad)),
-    FunctionMutant("returns_model", "return the new layer, not the model.", _head_outcome(_head_returns_model)),
+                   "trainable, keep it so even when the body is frozen.", _outcome(_head_copies_requires_grad)),
+    FunctionMutant("returns_model", "return the new layer, not the model.", _outcome(_head_returns_model)),
     FunctionMutant("not_installed", "the new layer is never installed in the model: setattr(model, attribute, new).",
-                   _head_outcome(_head_not_installed)),
+                   _outcome(_head_not_installed)),
     FunctionMutant("ignores_attribute", "the attribute argument is ignored (always model.head): use "
-                   "getattr(model, attribute) and setattr(model, attribute, new).", _head_outcome(_head_ignores_attribute)),
+                   "getattr(model, attribute) and setattr(model, attribute, new).", _outcome(_head_ignores_attribute)),
 )
 
 
@@ -214,22 +175,51 @@ def check_replace_head(student: Callable[..., Any]) -> GradeReport:
     a frozen model gets a trainable head (1); another attribute name (1)."""
     if not callable(student):
         raise ValueError(f"student must be callable, got {type(student).__name__}")
-    models = _models()
+
+    def case(model: str, num_classes: int, attribute: str, description: str) -> Case:
+        payload = {**_MODELS[model], "function": "replace_head", "num_classes": num_classes, "attribute": attribute}
+        return Case((payload,), description=description)
+
     groups = (
         CaseGroup("installs and returns nn.Linear(in_features, num_classes) as model.head, body untouched", 2,
-                  (Case((models["DigitsCNN"](), 7, "head"), description="DigitsCNN, 7 classes"),
-                   Case((models["DigitsCNN"](), 2, "head"), description="DigitsCNN, 2 classes"))),
+                  (case("DigitsCNN", 7, "head", "DigitsCNN, 7 classes"),
+                   case("DigitsCNN", 2, "head", "DigitsCNN, 2 classes"))),
         CaseGroup("the new head of a frozen model is trainable", 1,
-                  (Case((models["a frozen DigitsCNN"](), 4, "head"), description="frozen DigitsCNN, 4 classes"),)),
+                  (case("a frozen DigitsCNN", 4, "head", "frozen DigitsCNN, 4 classes"),)),
         CaseGroup("uses the attribute argument", 1,
-                  (Case((models["a model with nested submodules"](), 6, "classifier"),
-                        description="a model whose head is model.classifier, 6 classes"),)),
+                  (case("a model with nested submodules", 6, "classifier",
+                        "a model whose head is model.classifier, 6 classes"),)),
     )
-    return check_function(_head_outcome(student), _head_outcome(transfer.replace_head), groups, subject="replace_head",
+    return check_function(_outcome(student), _outcome(transfer.replace_head), groups, subject="replace_head",
                           mutants=REPLACE_HEAD_MUTANTS, watch=_watch(), check_inputs=False)
 
 
 # -------------------------------------------------------------------------------- finetuning
+def _architecture(model: nn.Module) -> dict[str, int]:
+    """The DigitsCNN keyword arguments that rebuild ``model``'s architecture."""
+    return {"num_classes": model.head.out_features, "width": model.block1[0].out_channels,
+            "hidden": model.head.in_features}
+
+
+def _served_finetuning(student: RemoteAnswer, task: Any, seed: int) -> Any:
+    """Run a served ``finetune`` in its kernel on the pretrained weights and the training set
+    (the test split stays here) and rebuild the returned weights in a DigitsCNN; the returned
+    type's name when it returned something else."""
+    architecture = _architecture(task.pretrained)
+    payload = {"architecture": architecture, "seed": seed, "X": task.X_train, "y": task.y_train,
+               "pretrained": {k: v.numpy() for k, v in task.pretrained.state_dict().items()}}
+    result = student.run("finetune", payload)
+    if result["state"] is None:
+        return Opaque(str(result["returned"]))
+    model = DigitsCNN(**architecture)
+    try:
+        model.load_state_dict({k: torch.as_tensor(v) for k, v in result["state"].items()})
+    except (RuntimeError, TypeError, ValueError, AttributeError) as error:
+        raise ValueError("the returned model is not the DigitsCNN it was given (a different architecture "
+                         f"cannot be graded outside your notebook): {str(error)[:200]}") from None
+    return model
+
+
 def check_finetuning(student: Callable[..., Any], *, seed: int = 0) -> GradeReport:
     """Run ``finetune(model, X, y)`` on the pretrained model and the target training set of
     :func:`cs231n_utils.assignment_data.digits_finetuning_task` (torch seeded with ``seed``), then measure the returned model's accuracy
@@ -240,10 +230,13 @@ def check_finetuning(student: Callable[..., Any], *, seed: int = 0) -> GradeRepo
     watch = _watch()
     subject = "finetune"
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            with quiet(), watch:
-                model = student(task.pretrained, task.X_train, task.y_train)
+        if isinstance(student, RemoteAnswer):
+            model = _served_finetuning(student, task, seed)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                with quiet(), watch:
+                    model = student(task.pretrained, task.X_train, task.y_train)
     except NotImplementedError:
         return GradeReport(subject, zero_reason="finetune raises NotImplementedError: not implemented yet.")
     except Exception as error:  # noqa: BLE001 - a failing student function
@@ -254,7 +247,8 @@ def check_finetuning(student: Callable[..., Any], *, seed: int = 0) -> GradeRepo
         return GradeReport(subject, zero_reason=watch.refusal())
     accuracy, problem = None, failure
     if problem is None and not isinstance(model, nn.Module):
-        problem = f"finetune returned {type(model).__name__}, not the finetuned nn.Module"
+        returned = model.type_name if isinstance(model, Opaque) else type(model).__name__
+        problem = f"finetune returned {returned}, not the finetuned nn.Module"
     if problem is None:
         try:
             with torch.no_grad(), quiet():
