@@ -270,6 +270,7 @@ def test_a_hand_written_server_that_answers_nonsense_scores_zero(tmp_path):
     assert record.score == 0.0 and "could not finish" in record.feedback
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_unknown_tests_silent_connections_and_hung_answers_earn_nothing(tmp_path):
     def hangs(w, dw, config=None):
         time.sleep(3)
