@@ -40,6 +40,11 @@ class DigitsCNN(nn.Module):
         self.fc = nn.Sequential(nn.Flatten(), nn.Linear(2 * width * 2 * 2, hidden), nn.ReLU())
         self.head = nn.Linear(hidden, num_classes)
 
+    def architecture(self) -> dict[str, int]:
+        """The keyword arguments that build another network of this shape."""
+        return {"num_classes": self.head.out_features, "width": self.block1[0].out_channels,
+                "hidden": self.head.in_features}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or tuple(x.shape[1:]) != (1, 8, 8):
             raise ValueError(f"x must have shape (N, 1, 8, 8), got {tuple(x.shape)}")

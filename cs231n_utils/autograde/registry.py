@@ -26,6 +26,7 @@ class HiddenTest:
     answer_name: str
     points: float
     check: Callable[[Any], GradeReport]
+    uses_torch: bool = False
 
 
 def _lazy(name: str, *args: Any) -> Callable[[Any], GradeReport]:
@@ -47,16 +48,16 @@ _TESTS = (
     HiddenTest("test_adagrad", "update_rules", "adagrad", 2, _update_rule("adagrad")),
     HiddenTest("test_rmsprop", "update_rules", "rmsprop", 2, _update_rule("rmsprop")),
     HiddenTest("test_adam", "update_rules", "adam", 3, _update_rule("adam")),
-    HiddenTest("test_Adam", "torch_optimizer", "Adam", 5, _lazy("check_torch_optimizer", "adam")),
+    HiddenTest("test_Adam", "torch_optimizer", "Adam", 5, _lazy("check_torch_optimizer", "adam"), uses_torch=True),
     HiddenTest("test_newton_step", "second_order", "newton_step", 2, _lazy("check_newton_step")),
     HiddenTest("test_two_loop_recursion", "second_order", "two_loop_recursion", 3, _lazy("check_two_loop_recursion")),
     HiddenTest("test_dropout_forward", "regularization", "dropout_forward", 3, _lazy("check_dropout_forward")),
     HiddenTest("test_dropout_backward", "regularization", "dropout_backward", 2, _lazy("check_dropout_backward")),
     HiddenTest("test_l2_penalty", "regularization", "l2_penalty", 2, _lazy("check_l2_penalty")),
     HiddenTest("test_horizontal_flip", "regularization", "horizontal_flip", 2, _lazy("check_horizontal_flip")),
-    HiddenTest("test_freeze", "transfer_learning", "freeze", 2, _lazy("check_freeze")),
-    HiddenTest("test_replace_head", "transfer_learning", "replace_head", 2, _lazy("check_replace_head")),
-    HiddenTest("test_finetune", "transfer_learning", "finetune", 4, _lazy("check_finetuning")),
+    HiddenTest("test_freeze", "transfer_learning", "freeze", 2, _lazy("check_freeze"), uses_torch=True),
+    HiddenTest("test_replace_head", "transfer_learning", "replace_head", 2, _lazy("check_replace_head"), uses_torch=True),
+    HiddenTest("test_finetune", "transfer_learning", "finetune", 4, _lazy("check_finetuning"), uses_torch=True),
 )
 REGISTRY: dict[str, HiddenTest] = {test.grade_id: test for test in _TESTS}
 

@@ -195,17 +195,11 @@ def check_replace_head(student: Callable[..., Any]) -> GradeReport:
 
 
 # -------------------------------------------------------------------------------- finetuning
-def _architecture(model: nn.Module) -> dict[str, int]:
-    """The DigitsCNN keyword arguments that rebuild ``model``'s architecture."""
-    return {"num_classes": model.head.out_features, "width": model.block1[0].out_channels,
-            "hidden": model.head.in_features}
-
-
 def _served_finetuning(student: RemoteAnswer, task: Any, seed: int) -> Any:
     """Run a served ``finetune`` in its kernel on the pretrained weights and the training set
     (the test split stays here) and rebuild the returned weights in a DigitsCNN; the returned
     type's name when it returned something else."""
-    architecture = _architecture(task.pretrained)
+    architecture = task.pretrained.architecture()
     payload = {"architecture": architecture, "seed": seed, "X": task.X_train, "y": task.y_train,
                "pretrained": {k: v.numpy() for k, v in task.pretrained.state_dict().items()}}
     result = student.run("finetune", payload)
