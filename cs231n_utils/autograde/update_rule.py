@@ -1,15 +1,13 @@
 """Grade a student's NumPy update rule against ``cs231n_utils.optim``: :func:`check_update_rule`."""
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
-import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
+from ..kernel.serve import quiet
 from .guard import ReferenceWatch
 from .mutants import mutants_for
 from .report import GradeReport, PropertyResult
@@ -23,20 +21,6 @@ def check_count(value: Any, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Silence student code: its prints and warnings would clutter feedback, and nbgrader gives
-    zero points to a test cell that writes anything to stderr."""
-    with (
-        warnings.catch_warnings(),
-        np.errstate(all="ignore"),
-        contextlib.redirect_stdout(io.StringIO()),
-        contextlib.redirect_stderr(io.StringIO()),
-    ):
-        warnings.simplefilter("ignore")
-        yield
 
 
 @dataclass

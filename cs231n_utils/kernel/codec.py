@@ -36,7 +36,7 @@ __all__ = ["ProtocolError", "Opaque", "encode", "decode", "send_message", "recei
            "MAX_MESSAGE_BYTES", "MAX_DEPTH"]
 
 MAGIC = b"CS231N\x01"
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 """Largest message either side accepts (header and arrays together)."""
 MAX_DEPTH = 32
 """Deepest nesting of lists, tuples and dicts accepted."""
