@@ -13,7 +13,7 @@ and ``torch``). The expected credit is derived by hand from the weighted propert
   second step keeps 7/15).
 
 ``keyword`` is a phrase the feedback must contain (the named mistake), or None when no known
-mistake applies.
+mistake applies; ``visible`` the phrase of the notebook's visible check that fails for it.
 """
 from __future__ import annotations
 
@@ -21,12 +21,25 @@ import textwrap
 from dataclasses import dataclass
 
 
+AS_KEYWORD = "<the keyword>"
+"""``Answer.visible`` default: the visible check fails with the same phrase as the feedback."""
+
+
 @dataclass(frozen=True)
 class Answer:
+    """An answer cell, its expected hidden credit (fraction of the points), the phrase the
+    hidden feedback must contain (``keyword``; None: no known mistake is named) and the phrase
+    the failing visible check's message must contain (``visible``; None: the visible check
+    passes, :data:`AS_KEYWORD`: the same as ``keyword``)."""
+
     source: str
     fraction: float
     keyword: str | None = None
-    passes_visible_tests: bool = True
+    visible: str | None = AS_KEYWORD
+
+    @property
+    def visible_phrase(self) -> str | None:
+        return self.keyword if self.visible == AS_KEYWORD else self.visible
 
 
 def _cell(text: str) -> str:
@@ -90,7 +103,7 @@ UPDATE_RULE_ANSWERS: dict[str, dict[str, Answer]] = {
             next_w = w + velocity'''), 5 / 11, "not stored in the returned config"),
         "velocity_sign": Answer(_rule("sgd_momentum", _MOMENTUM, '''
             config["velocity"] = config["momentum"] * config["velocity"] - config["learning_rate"] * dw
-            next_w = w - config["velocity"]'''), 3 / 11, "velocity sign", passes_visible_tests=False),
+            next_w = w - config["velocity"]'''), 3 / 11, "velocity sign"),
         "mutates_w": Answer(_rule("sgd_momentum", _MOMENTUM, '''
             config["velocity"] = config["momentum"] * config["velocity"] - config["learning_rate"] * dw
             w += config["velocity"]
@@ -178,7 +191,7 @@ UPDATE_RULE_ANSWERS: dict[str, dict[str, Answer]] = {
             m_hat = config["m"] / (1 - b1 ** config["t"])
             v_hat = config["v"] / (1 - b2 ** config["t"])
             next_w = w - config["learning_rate"] * m_hat / (np.sqrt(v_hat) + config["epsilon"])
-            config["t"] += 1'''), 3 / 11, "incremented after the bias correction", passes_visible_tests=False),
+            config["t"] += 1'''), 3 / 11, "incremented after the bias correction"),
         "eps_inside_sqrt": Answer(_rule("adam", _ADAM, _ADAM_MOMENTS, '''
             config["t"] += 1
             m_hat = config["m"] / (1 - b1 ** config["t"])
@@ -287,6 +300,10 @@ TORCH_ANSWERS["global_step_counter"] = Answer(_torch('''
     state["v"].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
     p.sub_(lr * (state["m"] / (1 - beta1 ** t)) / ((state["v"] / (1 - beta2 ** t)).sqrt() + eps))'''),
     3 / 15, "one step counter is shared")
+TORCH_ANSWERS["ignores_closure"] = Answer(
+    _torch().replace("if closure is not None:", "if False:  # the closure is never called"),
+    14 / 15, None, visible="call the closure once")
+# Only "step(closure) calls the closure once and returns its loss" fails; its detail explains.
 # Keeps only what compares the optimizer with itself on one parameter per group: None grads
 # skipped, grad unchanged, closure (3/15); defaults, steps, groups and the reload all differ.
 
@@ -350,11 +367,11 @@ FUNCTION_ANSWERS: dict[str, dict[str, dict[str, Answer]]] = {
             "wrong_sign": Answer(_cell('''
                 def newton_step(grad, hessian, damping=0.0):
                     return np.linalg.solve(hessian + damping * np.eye(len(grad)), grad)
-            '''), 1 / 4, "goes uphill", passes_visible_tests=False),
+            '''), 1 / 4, "goes uphill"),
             "damping_ignored": Answer(_cell('''
                 def newton_step(grad, hessian, damping=0.0):
                     return -np.linalg.solve(hessian, grad)
-            '''), 2 / 4, "damping is ignored", passes_visible_tests=False),
+            '''), 2 / 4, "damping is ignored"),
         },
         "two_loop_recursion": {
             "correct": Answer(_cell('''
@@ -415,7 +432,7 @@ FUNCTION_ANSWERS: dict[str, dict[str, dict[str, Answer]]] = {
                     for s, y, a in zip(s_history, y_history, reversed(alphas)):
                         r = r + (a - (y @ r) / (y @ s)) * s
                     return -r
-            '''), 1 / 6, "return H_k grad itself", passes_visible_tests=False),
+            '''), 1 / 6, "return H_k grad itself"),
         },
     },
     "regularization": {
@@ -476,7 +493,7 @@ FUNCTION_ANSWERS: dict[str, dict[str, dict[str, Answer]]] = {
                         return x.copy(), (dropout_param, None)
                     mask = (np.random.default_rng(dropout_param["seed"]).random(x.shape) < 1 - p) / (1 - p)
                     return x * mask, (dropout_param, mask)
-            '''), 2 / 5, "treated as the drop probability", passes_visible_tests=False),
+            '''), 2 / 5, "treated as the drop probability"),
         },
         "dropout_backward": {
             "correct": Answer(_cell('''
@@ -497,7 +514,7 @@ FUNCTION_ANSWERS: dict[str, dict[str, dict[str, Answer]]] = {
             "ignores_mask": Answer(_cell('''
                 def dropout_backward(dout, cache):
                     return dout
-            '''), 2 / 4, "does not use the mask", passes_visible_tests=False),
+            '''), 2 / 4, "does not use the mask"),
         },
         "l2_penalty": {
             "correct": Answer(_cell('''
@@ -551,12 +568,12 @@ FUNCTION_ANSWERS: dict[str, dict[str, dict[str, Answer]]] = {
                 def horizontal_flip(x, p, rng):
                     flip = rng.random(len(x)) < p
                     return np.where(flip[:, None, None, None], x[:, :, ::-1, :], x)
-            '''), 1 / 4, "flipped upside down", passes_visible_tests=False),
+            '''), 1 / 4, "flipped upside down"),
             "probability_inverted": Answer(_cell('''
                 def horizontal_flip(x, p, rng):
                     flip = rng.random(len(x)) >= p
                     return np.where(flip[:, None, None, None], x[..., ::-1], x)
-            '''), 1 / 4, "with probability 1 - p", passes_visible_tests=False),
+            '''), 1 / 4, "with probability 1 - p"),
         },
     },
     "transfer_learning": {
@@ -572,13 +589,13 @@ FUNCTION_ANSWERS: dict[str, dict[str, dict[str, Answer]]] = {
                     for child in module.children():
                         child.requires_grad_(False)
                     return module
-            '''), 2 / 4, "registered directly on the module"),
+            '''), 2 / 4, "registered directly on the module", visible=None),
             "first_child_only": Answer(_cell('''
                 def freeze(module):
                     for parameter in next(module.children()).parameters():
                         parameter.requires_grad = False
                     return module
-            '''), 0.0, "only the first submodule is frozen"),
+            '''), 0.0, "only the first submodule is frozen", visible=None),
             "freeze_and_eval": Answer(_cell('''
                 def freeze(module):
                     for parameter in module.parameters():
@@ -588,7 +605,8 @@ FUNCTION_ANSWERS: dict[str, dict[str, dict[str, Answer]]] = {
             "eval_instead": Answer(_cell('''
                 def freeze(module):
                     return module.eval()
-            '''), 0.0, "does not freeze anything", passes_visible_tests=False),
+            '''), 0.0, "does not freeze anything",
+                visible="every parameter of block1 must be frozen"),
         },
         "replace_head": {
             "correct": Answer(_cell('''
@@ -603,12 +621,12 @@ FUNCTION_ANSWERS: dict[str, dict[str, dict[str, Answer]]] = {
                     head = nn.Linear(old.in_features, num_classes).requires_grad_(old.weight.requires_grad)
                     setattr(model, attribute, head)
                     return head
-            '''), 3 / 4, "copies the old head"),
+            '''), 3 / 4, "copies the old head", visible="must be trainable"),
             "ignores_attribute": Answer(_cell('''
                 def replace_head(model, num_classes, attribute="head"):
                     model.head = nn.Linear(model.head.in_features, num_classes)
                     return model.head
-            '''), 3 / 4, "attribute argument is ignored"),
+            '''), 3 / 4, "attribute argument is ignored", visible=None),
             "hard_coded_in_features": Answer(_cell('''
                 def replace_head(model, num_classes, attribute="head"):
                     head = nn.Linear(64, num_classes)
@@ -621,7 +639,8 @@ FUNCTION_ANSWERS: dict[str, dict[str, dict[str, Answer]]] = {
                     head = nn.Linear(old.in_features, old.out_features)
                     setattr(model, attribute, head)
                     return head
-            '''), 0.0, "keeps the old number of outputs", passes_visible_tests=False),
+            '''), 0.0, "keeps the old number of outputs",
+                visible="must have num_classes outputs"),
         },
         "finetune": {
             "correct": Answer(_cell('''
@@ -644,11 +663,11 @@ FUNCTION_ANSWERS: dict[str, dict[str, dict[str, Answer]]] = {
                     loss = nn.functional.cross_entropy(model(torch.as_tensor(X)), torch.as_tensor(y))
                     loss.backward()  # no optimizer.step(): nothing is trained
                     return model
-            '''), 1 / 4, "accuracy near chance"),
+            '''), 1 / 4, "accuracy near chance", visible="below the 85% target"),
             "returns_nothing": Answer(_cell('''
                 def finetune(model, X, y):
                     model.head = nn.Linear(model.head.in_features, 5)
-            '''), 0.0, None, passes_visible_tests=False),
+            '''), 0.0, None, visible="return the finetuned model"),
         },
     },
 }

@@ -251,6 +251,10 @@ def _global_step_counter(spec: RuleSpec, groups: list[_Group], runs: list[_Run])
     return distinguishable
 
 
+READS_DEFAULTS = ("step() reads the hyperparameters from self.defaults; read each param group's "
+                  "own values, group['lr'], group['betas'] and group['eps'], for every group of "
+                  "self.param_groups.")
+
 GLOBAL_STEP_COUNTER = ("one step counter is shared by all parameters and advances once per parameter "
                        "update, so each parameter's bias correction uses the wrong t: keep t per "
                        "parameter in self.state[p] and increment it once per step.")
@@ -353,6 +357,5 @@ def check_torch_optimizer(
     if split is not None and split_run.error is None and _mismatch(
         spec, split_groups, split_run, None, configs=[constructor_config, constructor_config]
     ) is None:
-        mistakes += ("step() reads the hyperparameters from self.defaults; read them from each "
-                     "param group (for group in self.param_groups: group['lr'], ...).",)
+        mistakes += (READS_DEFAULTS,)
     return GradeReport(subject, properties, mistakes)
