@@ -3,7 +3,8 @@
 The slow tests run the real nbgrader CLI in a temporary copy of the course (never in the
 repository): generate_assignment must reproduce the committed ``assignments/`` byte for byte,
 and simulated submissions (the solutions, the blank release, buggy answers, answers that call
-the reference) must autograde to the credit derived by hand in ``autograde_answers``.
+the reference) must autograde to the credit derived by hand in ``autograde_answers``. Every buggy
+submission fails its visible check (which names the mistake) and still gets its hidden credit.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+from html import escape
 from pathlib import Path
 
 import nbformat
@@ -183,6 +185,19 @@ def _keyword(assignment: str, student: str, grade_id: str) -> str | None:
     return None
 
 
+def _visible_phrase(assignment: str, student: str, grade_id: str) -> str | None:
+    """What the failing visible check of a buggy submission prints (None for other students)."""
+    if not student.startswith("bugs_"):
+        return None
+    if assignment in FUNCTION_ANSWERS:
+        return FUNCTION_ANSWERS[assignment][grade_id][_function_variant(assignment, student, grade_id)].visible_phrase
+    if assignment == "torch_optimizer":
+        return TORCH_ANSWERS[["no_bias_correction", "t_not_incremented", "reads_self_defaults"]["abc".index(student[-1])]
+                             ].visible_phrase
+    answers = UPDATE_RULE_ANSWERS[grade_id]
+    return answers[_buggy_variants(answers)["abc".index(student[-1])]].visible_phrase
+
+
 def _write_submissions(course: Path) -> dict[tuple[str, str, str], float]:
     """Write every student's notebooks into submitted/ and return the expected credit per
     (assignment, student, test cell)."""
@@ -286,6 +301,9 @@ def test_feedback_names_the_mistake_or_the_refusal(graded_course):
                 keyword = _keyword(assignment, student, grade_id)
                 if keyword is not None:
                     assert keyword in html, (assignment, student, grade_id, keyword)
+                visible = _visible_phrase(assignment, student, grade_id)
+                if visible is not None:  # the visible check failed, and the hidden credit came anyway
+                    assert visible in html or escape(visible) in html, (assignment, student, grade_id, visible)
             if student == "blank":
                 assert "NotImplementedError" in html
 
