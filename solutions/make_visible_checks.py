@@ -21,7 +21,7 @@ import contextlib
 import io
 import sys
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -84,7 +84,7 @@ def check_value(name, actual, expected, mistakes=()):
     raise AssertionError(f"{name}: wrong value ({detail}).{hint}")
 '''
 
-RUN_STEPS = f'''
+RUN_STEPS = '''
 
 def run_steps(rule, w, dws, config):
     """Call rule once per gradient, passing each returned config into the next call, and
@@ -93,11 +93,11 @@ def run_steps(rule, w, dws, config):
     for step, dw in enumerate(dws, start=1):
         w_in = w.copy()
         result = rule(w_in, dw.copy(), config)
-        assert isinstance(result, tuple) and len(result) == 2, f"step {{step}}: return (next_w, config)"
+        assert isinstance(result, tuple) and len(result) == 2, f"step {step}: return (next_w, config)"
         next_w, config = result
-        assert np.array_equal(w_in, w, equal_nan=True), f"step {{step}}: " + (
-            {{in_place}})
-        assert isinstance(config, dict), f"step {{step}}: return the config dict as the second value"
+        assert np.array_equal(w_in, w, equal_nan=True), f"step {step}: " + (
+            {in_place})
+        assert isinstance(config, dict), f"step {step}: return the config dict as the second value"
         positions.append(np.array(next_w, dtype=np.float64))
         w = positions[-1]
     return positions, config
@@ -117,7 +117,6 @@ class VisibleCheck:
     reference: Any
     mutants: tuple[tuple[str, Any], ...]
     after: str = ""
-    context: dict[str, Any] = field(default_factory=dict)
 
 
 def _number(value: float) -> str:
@@ -153,7 +152,7 @@ def literal(value: Any, indent: int = 0) -> str:
 
 def evaluate(check: VisibleCheck, implementation: Any, helpers: str) -> list[Any]:
     """The probes' values when ``check.function`` is ``implementation``."""
-    namespace: dict[str, Any] = {"np": np, "torch": torch, "nn": nn, **check.context}
+    namespace: dict[str, Any] = {"np": np, "torch": torch, "nn": nn}
     with contextlib.redirect_stdout(io.StringIO()), np.errstate(all="ignore"):
         exec(helpers, namespace)  # noqa: S102 - the script's own code
         namespace[check.function] = implementation
@@ -369,7 +368,7 @@ def newton_check() -> VisibleCheck:
     hessian, rng = _spd(7, 4)
     grad = np.round(rng.uniform(-1, 1, size=4), 2)
     inputs = f"grad = {literal(grad)}\nhessian = {literal(hessian)}  # symmetric positive definite"
-    after = (f"g, h = grad.copy(), hessian.copy()\nnewton_step(g, h, damping=2.0)\n"
+    after = ("g, h = grad.copy(), hessian.copy()\nnewton_step(g, h, damping=2.0)\n"
              + _assert("np.array_equal(g, grad) and np.array_equal(h, hessian)", IN_PLACE_MISTAKE))
     probes = (("undamped step", "newton_step(grad.copy(), hessian.copy())"),
               ("damped step, damping=2", "newton_step(grad.copy(), hessian.copy(), damping=2.0)"))
