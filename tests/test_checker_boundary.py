@@ -63,6 +63,8 @@ def test_the_view_holds_exactly_the_visible_files_and_no_test_split():
 
     with np.load(view / "cs231n_utils" / "digits_finetuning_task.npz") as saved:
         assert not any("test" in name for name in saved.files)
+    for relative in STUDENT_VISIBLE:  # the grader's held-out data loader stays outside the view
+        assert "def held_out" not in (view / "cs231n_utils" / relative).read_text(), relative
     assert build_student_view() == view  # built once, then reused
 
 
@@ -101,9 +103,10 @@ PROBE = '''
     package = pathlib.Path(cs231n_utils.__file__).parent
     result["readable"] = [p.name for p in package.glob("*.py") if p.name in ("optim.py", "torch_optim.py")]
     result["solutions"] = [str(p) for p in pathlib.Path("/").glob("*/solutions")]
-    from cs231n_utils.assignment_data import digits_finetuning_task
-    task = digits_finetuning_task()
-    result["task"] = [list(task.X_train.shape), task.X_test is None]
+    from cs231n_utils import assignment_data
+    task = assignment_data.digits_finetuning_task()
+    result["task"] = [list(task.X_train.shape), hasattr(task, "X_test"),
+                      hasattr(assignment_data, "held_out_target_digits")]
     from cs231n_utils.kernel import grade
     import torch
     try:
@@ -123,7 +126,7 @@ def test_inside_the_sandbox_the_reference_is_neither_importable_nor_readable(bwr
     assert result["file"] == str(INSIDE / "cs231n_utils" / "__init__.py")
     assert result["leaked"] == [] and len(result["hidden"]) == 10
     assert result["readable"] == [] and result["solutions"] == []
-    assert result["task"] == [[50, 1, 8, 8], True]
+    assert result["task"] == [[50, 1, 8, 8], False, False]
     assert "not available while grading" in result["adam"]
     assert result["optimizer_base"] == "torch.optim.optimizer"
 
