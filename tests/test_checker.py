@@ -15,7 +15,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from autograde_answers import UPDATE_RULE_ANSWERS
+from autograde_answers import FUNCTION_ANSWERS, TORCH_ANSWERS, UPDATE_RULE_ANSWERS
 from cs231n_utils import layers, optim
 from cs231n_utils.autograde.registry import REGISTRY, award_in_kernel, hidden_test
 from cs231n_utils.autograde.remote import ChannelFailure, RemoteAnswer
@@ -289,3 +289,31 @@ def test_unknown_tests_silent_connections_and_hung_answers_earn_nothing(tmp_path
     assert "did not answer within 0.5 s" in records["test_adam"].feedback
     assert any("unknown test 'test_Adam'" in r for r in checker.rejected)
     assert any("did not say" in r for r in checker.rejected)
+
+
+SERVED_MISTAKES = {
+    "test_Adam": [TORCH_ANSWERS["global_step_counter"], TORCH_ANSWERS["reads_self_defaults"]],
+    "test_freeze": [FUNCTION_ANSWERS["transfer_learning"]["freeze"]["freeze_and_eval"]],
+    "test_replace_head": [FUNCTION_ANSWERS["transfer_learning"]["replace_head"]["hard_coded_in_features"]],
+}
+
+
+@pytest.mark.parametrize("grade_id, index", [(g, i) for g, answers in SERVED_MISTAKES.items()
+                                             for i in range(len(answers))])
+def test_served_scenario_answers_get_their_hand_derived_credit_and_named_mistake(tmp_path, one_torch_thread,
+                                                                               grade_id, index):
+    """The checks that run an answer inside scenarios (an Optimizer subclass, functions on
+    modules) read only the data the kernel-side runner returns, yet name the mistake."""
+    import torch
+    from torch import nn
+
+    answer = SERVED_MISTAKES[grade_id][index]
+    namespace = {"np": np, "torch": torch, "nn": nn}
+    exec(answer.source, namespace)  # noqa: S102 - the test's own answer
+    served = namespace[REGISTRY[grade_id].answer_name]
+    with TrustedChecker(tmp_path / "channel", call_timeout_s=60) as checker:
+        _serve_in_thread(checker.socket_path, grade_id, served).join(300)
+    record = checker.snapshot()[grade_id]
+    assert record.score == round(REGISTRY[grade_id].points * answer.fraction, 2), record.feedback
+    assert answer.keyword in record.feedback
+
