@@ -17,7 +17,10 @@ One job per module (see DESIGN.md):
 - ``landscapes``: test functions with gradients and Hessians, ``run_trajectory``
 - ``plotting``: trajectories, loss curves, animations for the chapters
 - ``gradcheck``: numerical gradients and ``rel_error``
-- ``autograde``: what nbgrader hidden tests call (credit per property, named mistakes, refusal of reference calls)
+- ``autograde``: the checks behind hidden tests (credit per property, named mistakes, refusal of reference calls), trusted side
+- ``kernel``: the only grading code inside a student's kernel: ``grade`` and the data-only channel to the trusted checker
+- ``models``: the networks the exercises provide (``DigitsCNN``)
+- ``line_search``: strong-Wolfe and backtracking line searches (used by ``second_order``)
 - ``validation``: the input checks every public function uses
 """
 __version__ = "0.1.0"

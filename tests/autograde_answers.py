@@ -4,14 +4,16 @@ Each answer is the source of an nbgrader answer cell (the notebook's setup cell 
 and ``torch``). The expected credit is derived by hand from the weighted properties that
 :mod:`cs231n_utils.autograde` documents, not from running the grader:
 
-- NumPy rules, weights (total 8): returns (next_w, config) 1, inputs unchanged 1, state in config
-  1, defaults on the first step 1, first step 2, all steps 2. A bug that shows from the first
-  step keeps only the first three (3/8); a bug in carrying state keeps all but "all steps" (6/8).
-- torch optimizer, weights (total 10): defaults 1, first step 2, all steps 2, param groups 1,
-  None grads skipped 1, grad unchanged 1, closure 1, state_dict round trip 1.
+- NumPy rules, weights (total 11): returns (next_w, config) 1, inputs unchanged 1, state in config
+  1, defaults on the first step 1, first step 1, all steps 6. A bug that shows from the first
+  step keeps only the first three (3/11); a bug in carrying state keeps all but "all steps" (5/11,
+  less than half); an in-place update of w with the right values loses only "inputs" (10/11).
+- torch optimizer, weights (total 15): defaults 1, first step 1, all steps 8, param groups 1,
+  None grads skipped 1, grad unchanged 1, closure 1, state_dict round trip 1 (a bug from the
+  second step keeps 7/15).
 
 ``keyword`` is a phrase the feedback must contain (the named mistake), or None when no known
-mistake applies.
+mistake applies; ``visible`` the phrase of the notebook's visible check that fails for it.
 """
 from __future__ import annotations
 
@@ -19,12 +21,25 @@ import textwrap
 from dataclasses import dataclass
 
 
+AS_KEYWORD = "<the keyword>"
+"""``Answer.visible`` default: the visible check fails with the same phrase as the feedback."""
+
+
 @dataclass(frozen=True)
 class Answer:
+    """An answer cell, its expected hidden credit (fraction of the points), the phrase the
+    hidden feedback must contain (``keyword``; None: no known mistake is named) and the phrase
+    the failing visible check's message must contain (``visible``; None: the visible check
+    passes, :data:`AS_KEYWORD`: the same as ``keyword``)."""
+
     source: str
     fraction: float
     keyword: str | None = None
-    passes_visible_tests: bool = True
+    visible: str | None = AS_KEYWORD
+
+    @property
+    def visible_phrase(self) -> str | None:
+        return self.keyword if self.visible == AS_KEYWORD else self.visible
 
 
 def _cell(text: str) -> str:
@@ -78,21 +93,21 @@ UPDATE_RULE_ANSWERS: dict[str, dict[str, Answer]] = {
             next_w = w + config["velocity"]'''), 1.0),
         "no_friction": Answer(_rule("sgd_momentum", _MOMENTUM, '''
             config["velocity"] = config["velocity"] - config["learning_rate"] * dw
-            next_w = w + config["velocity"]'''), 6 / 8, "not multiplied by the momentum"),
+            next_w = w + config["velocity"]'''), 5 / 11, "not multiplied by the momentum"),
         "old_velocity": Answer(_rule("sgd_momentum", _MOMENTUM, '''
             next_w = w + config["velocity"]
             config["velocity"] = config["momentum"] * config["velocity"] - config["learning_rate"] * dw'''),
-            3 / 8, "velocity from before"),
+            3 / 11, "velocity from before"),
         "state_not_stored": Answer(_rule("sgd_momentum", _MOMENTUM, '''
             velocity = config["momentum"] * config["velocity"] - config["learning_rate"] * dw
-            next_w = w + velocity'''), 6 / 8, "not stored in the returned config"),
+            next_w = w + velocity'''), 5 / 11, "not stored in the returned config"),
         "velocity_sign": Answer(_rule("sgd_momentum", _MOMENTUM, '''
             config["velocity"] = config["momentum"] * config["velocity"] - config["learning_rate"] * dw
-            next_w = w - config["velocity"]'''), 3 / 8, "velocity sign", passes_visible_tests=False),
+            next_w = w - config["velocity"]'''), 3 / 11, "velocity sign"),
         "mutates_w": Answer(_rule("sgd_momentum", _MOMENTUM, '''
             config["velocity"] = config["momentum"] * config["velocity"] - config["learning_rate"] * dw
             w += config["velocity"]
-            next_w = w'''), 7 / 8, None),
+            next_w = w'''), 10 / 11, "updated in place"),
     },
     "nesterov_momentum": {
         "correct": Answer(_rule("nesterov_momentum", _MOMENTUM, '''
@@ -104,16 +119,16 @@ UPDATE_RULE_ANSWERS: dict[str, dict[str, Answer]] = {
             v *= config["momentum"]
             v -= config["learning_rate"] * dw
             v_prev = v  # not a copy: the look-ahead correction cancels
-            next_w = w - config["momentum"] * v_prev + (1 + config["momentum"]) * v'''), 3 / 8, "plain momentum"),
+            next_w = w - config["momentum"] * v_prev + (1 + config["momentum"]) * v'''), 3 / 11, "plain momentum"),
         "lookahead_sign": Answer(_rule("nesterov_momentum", _MOMENTUM, '''
             v_prev = config["velocity"]
             config["velocity"] = config["momentum"] * v_prev - config["learning_rate"] * dw
             next_w = w + config["momentum"] * v_prev + (1 + config["momentum"]) * config["velocity"]'''),
-            6 / 8, "look-ahead"),
+            5 / 11, "look-ahead"),
         "hyperparameters_hardcoded": Answer(_rule("nesterov_momentum", _MOMENTUM, '''
             v_prev = config["velocity"]
             config["velocity"] = 0.9 * v_prev - 1e-2 * dw
-            next_w = w - 0.9 * v_prev + 1.9 * config["velocity"]'''), 4 / 8, "hyperparameters in config are ignored"),
+            next_w = w - 0.9 * v_prev + 1.9 * config["velocity"]'''), 4 / 11, "hyperparameters in config are ignored"),
     },
     "adagrad": {
         "correct": Answer(_rule("adagrad", _ADAGRAD, '''
@@ -122,15 +137,19 @@ UPDATE_RULE_ANSWERS: dict[str, dict[str, Answer]] = {
         "eps_inside_sqrt": Answer(_rule("adagrad", _ADAGRAD, '''
             config["cache"] = config["cache"] + dw ** 2
             next_w = w - config["learning_rate"] * dw / np.sqrt(config["cache"] + config["epsilon"])'''),
-            3 / 8, "inside the square root"),
+            3 / 11, "inside the square root"),
         "no_sqrt": Answer(_rule("adagrad", _ADAGRAD, '''
             config["cache"] = config["cache"] + dw ** 2
             next_w = w - config["learning_rate"] * dw / (config["cache"] + config["epsilon"])'''),
-            3 / 8, "square root of the cache"),
+            3 / 11, "square root of the cache"),
         "cache_not_accumulated": Answer(_rule("adagrad", _ADAGRAD, '''
             config["cache"] = dw ** 2
             next_w = w - config["learning_rate"] * dw / (np.sqrt(config["cache"]) + config["epsilon"])'''),
-            6 / 8, "accumulate the squared gradients"),
+            5 / 11, "accumulate the squared gradients"),
+        "in_place": Answer(_rule("adagrad", _ADAGRAD, '''
+            config["cache"] += dw ** 2
+            w -= config["learning_rate"] * dw / (np.sqrt(config["cache"]) + config["epsilon"])
+            next_w = w'''), 10 / 11, "updated in place"),
     },
     "rmsprop": {
         "correct": Answer(_rule("rmsprop", _RMSPROP, '''
@@ -141,16 +160,16 @@ UPDATE_RULE_ANSWERS: dict[str, dict[str, Answer]] = {
             beta = config["decay_rate"]
             config["cache"] = beta * config["cache"] + (1 - beta) * dw ** 2
             next_w = w - config["learning_rate"] * dw / np.sqrt(config["cache"] + config["epsilon"])'''),
-            3 / 8, "inside the square root"),
+            3 / 11, "inside the square root"),
         "cache_not_decayed": Answer(_rule("rmsprop", _RMSPROP, '''
             config["cache"] = config["cache"] + dw ** 2
             next_w = w - config["learning_rate"] * dw / (np.sqrt(config["cache"]) + config["epsilon"])'''),
-            3 / 8, "cache is not decayed"),
+            3 / 11, "cache is not decayed"),
         "decay_on_wrong_term": Answer(_rule("rmsprop", _RMSPROP, '''
             beta = config["decay_rate"]
             config["cache"] = (1 - beta) * config["cache"] + beta * dw ** 2
             next_w = w - config["learning_rate"] * dw / (np.sqrt(config["cache"]) + config["epsilon"])'''),
-            3 / 8, "decay on the wrong term"),
+            3 / 11, "decay on the wrong term"),
     },
     "adam": {
         "correct": Answer(_rule("adam", _ADAM, _ADAM_MOMENTS, '''
@@ -161,30 +180,30 @@ UPDATE_RULE_ANSWERS: dict[str, dict[str, Answer]] = {
         "no_bias_correction": Answer(_rule("adam", _ADAM, _ADAM_MOMENTS, '''
             config["t"] += 1
             next_w = w - config["learning_rate"] * config["m"] / (np.sqrt(config["v"]) + config["epsilon"])'''),
-            3 / 8, "no bias correction"),
+            3 / 11, "no bias correction"),
         "t_not_incremented": Answer(_rule("adam", _ADAM, _ADAM_MOMENTS, '''
             t = config["t"] + 1
             m_hat = config["m"] / (1 - b1 ** t)
             v_hat = config["v"] / (1 - b2 ** t)
             next_w = w - config["learning_rate"] * m_hat / (np.sqrt(v_hat) + config["epsilon"])'''),
-            6 / 8, "t is not incremented"),
+            5 / 11, "t is not incremented"),
         "t_incremented_after_correction": Answer(_rule("adam", _ADAM, _ADAM_MOMENTS, '''
             m_hat = config["m"] / (1 - b1 ** config["t"])
             v_hat = config["v"] / (1 - b2 ** config["t"])
             next_w = w - config["learning_rate"] * m_hat / (np.sqrt(v_hat) + config["epsilon"])
-            config["t"] += 1'''), 3 / 8, "incremented after the bias correction", passes_visible_tests=False),
+            config["t"] += 1'''), 3 / 11, "incremented after the bias correction"),
         "eps_inside_sqrt": Answer(_rule("adam", _ADAM, _ADAM_MOMENTS, '''
             config["t"] += 1
             m_hat = config["m"] / (1 - b1 ** config["t"])
             v_hat = config["v"] / (1 - b2 ** config["t"])
             next_w = w - config["learning_rate"] * m_hat / np.sqrt(v_hat + config["epsilon"])'''),
-            3 / 8, "inside the square root"),
+            3 / 11, "inside the square root"),
         "state_not_stored": Answer(_rule("adam", _ADAM, '''
             b1, b2, t = config["beta1"], config["beta2"], config["t"] + 1
             m = b1 * config["m"] + (1 - b1) * dw
             v = b2 * config["v"] + (1 - b2) * dw ** 2
             next_w = w - config["learning_rate"] * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + config["epsilon"])'''),
-            6 / 8, "not stored in the returned config"),
+            5 / 11, "not stored in the returned config"),
     },
 }
 
@@ -257,22 +276,36 @@ TORCH_ANSWERS: dict[str, Answer] = {
     "no_bias_correction": Answer(_torch('''
         state["m"].mul_(beta1).add_(p.grad, alpha=1 - beta1)
         state["v"].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-        p.sub_(lr * state["m"] / (state["v"].sqrt() + eps))'''), 5 / 10, "no bias correction"),
+        p.sub_(lr * state["m"] / (state["v"].sqrt() + eps))'''), 5 / 15, "no bias correction"),
     "t_not_incremented": Answer(_torch('''
         state["m"].mul_(beta1).add_(p.grad, alpha=1 - beta1)
         state["v"].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
         p.sub_(lr * (state["m"] / (1 - beta1)) / ((state["v"] / (1 - beta2)).sqrt() + eps))'''),
-        8 / 10, "t is not incremented"),
+        7 / 15, "t is not incremented"),
     "reads_self_defaults": Answer(_torch(hyperparameters=(
         'lr, (beta1, beta2), eps = self.defaults["lr"], self.defaults["betas"], self.defaults["eps"]')),
-        9 / 10, "self.defaults"),
+        14 / 15, "self.defaults"),
     "state_in_attributes": Answer(_torch('''
         m, v, t = self.moments.setdefault(p, [torch.zeros_like(p), torch.zeros_like(p), 0])
         t = self.moments[p][2] = t + 1
         m.mul_(beta1).add_(p.grad, alpha=1 - beta1)
         v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-        p.sub_(lr * (m / (1 - beta1 ** t)) / ((v / (1 - beta2 ** t)).sqrt() + eps))'''), 9 / 10, None),
+        p.sub_(lr * (m / (1 - beta1 ** t)) / ((v / (1 - beta2 ** t)).sqrt() + eps))'''), 14 / 15, None),
 }
+
+TORCH_ANSWERS["global_step_counter"] = Answer(_torch('''
+    self.step_count = getattr(self, "step_count", 0) + 1  # one counter for every parameter
+    t = self.step_count
+    state["m"].mul_(beta1).add_(p.grad, alpha=1 - beta1)
+    state["v"].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+    p.sub_(lr * (state["m"] / (1 - beta1 ** t)) / ((state["v"] / (1 - beta2 ** t)).sqrt() + eps))'''),
+    3 / 15, "one step counter is shared")
+TORCH_ANSWERS["ignores_closure"] = Answer(
+    _torch().replace("if closure is not None:", "if False:  # the closure is never called"),
+    14 / 15, None, visible="call the closure once")
+# Only "step(closure) calls the closure once and returns its loss" fails; its detail explains.
+# Keeps only what compares the optimizer with itself on one parameter per group: None grads
+# skipped, grad unchanged, closure (3/15); defaults, steps, groups and the reload all differ.
 
 TORCH_REFERENCE_CALLERS: dict[str, str] = {
     "wraps_torch_adam": _cell('''
@@ -330,15 +363,15 @@ FUNCTION_ANSWERS: dict[str, dict[str, dict[str, Answer]]] = {
                 def newton_step(grad, hessian, damping=0.0):
                     hessian += damping * np.eye(len(grad))
                     return -np.linalg.solve(hessian, grad)
-            '''), 3 / 4, None),
+            '''), 3 / 4, "modified in place"),
             "wrong_sign": Answer(_cell('''
                 def newton_step(grad, hessian, damping=0.0):
                     return np.linalg.solve(hessian + damping * np.eye(len(grad)), grad)
-            '''), 1 / 4, "goes uphill", passes_visible_tests=False),
+            '''), 1 / 4, "goes uphill"),
             "damping_ignored": Answer(_cell('''
                 def newton_step(grad, hessian, damping=0.0):
                     return -np.linalg.solve(hessian, grad)
-            '''), 2 / 4, "damping is ignored", passes_visible_tests=False),
+            '''), 2 / 4, "damping is ignored"),
         },
         "two_loop_recursion": {
             "correct": Answer(_cell('''
@@ -399,7 +432,7 @@ FUNCTION_ANSWERS: dict[str, dict[str, dict[str, Answer]]] = {
                     for s, y, a in zip(s_history, y_history, reversed(alphas)):
                         r = r + (a - (y @ r) / (y @ s)) * s
                     return -r
-            '''), 1 / 6, "return H_k grad itself", passes_visible_tests=False),
+            '''), 1 / 6, "return H_k grad itself"),
         },
     },
     "regularization": {
@@ -452,7 +485,7 @@ FUNCTION_ANSWERS: dict[str, dict[str, dict[str, Answer]]] = {
                     mask = (np.random.default_rng(dropout_param["seed"]).random(x.shape) < p) / p
                     x *= mask
                     return x, (dropout_param, mask)
-            '''), 4 / 5, None),
+            '''), 4 / 5, "modified in place"),
             "drop_probability": Answer(_cell('''
                 def dropout_forward(x, dropout_param):
                     p, mode = dropout_param["p"], dropout_param["mode"]
@@ -460,7 +493,7 @@ FUNCTION_ANSWERS: dict[str, dict[str, dict[str, Answer]]] = {
                         return x.copy(), (dropout_param, None)
                     mask = (np.random.default_rng(dropout_param["seed"]).random(x.shape) < 1 - p) / (1 - p)
                     return x * mask, (dropout_param, mask)
-            '''), 2 / 5, "treated as the drop probability", passes_visible_tests=False),
+            '''), 2 / 5, "treated as the drop probability"),
         },
         "dropout_backward": {
             "correct": Answer(_cell('''
@@ -481,7 +514,7 @@ FUNCTION_ANSWERS: dict[str, dict[str, dict[str, Answer]]] = {
             "ignores_mask": Answer(_cell('''
                 def dropout_backward(dout, cache):
                     return dout
-            '''), 2 / 4, "does not use the mask", passes_visible_tests=False),
+            '''), 2 / 4, "does not use the mask"),
         },
         "l2_penalty": {
             "correct": Answer(_cell('''
@@ -494,6 +527,11 @@ FUNCTION_ANSWERS: dict[str, dict[str, dict[str, Answer]]] = {
                     penalty = reg * sum(np.sum(w ** 2) for w in weights.values())
                     return penalty, {name: 2 * reg * w for name, w in weights.items()}
             '''), 1 / 5, "factor one half is missing"),
+            "penalty_no_half": Answer(_cell('''
+                def l2_penalty(weights, reg):
+                    penalty = reg * sum(np.sum(w ** 2) for w in weights.values())
+                    return penalty, {name: reg * w for name, w in weights.items()}
+            '''), 3 / 5, "penalty lacks the factor one half"),
             "gradient_factor_two": Answer(_cell('''
                 def l2_penalty(weights, reg):
                     penalty = 0.5 * reg * sum(np.sum(w ** 2) for w in weights.values())
@@ -525,17 +563,17 @@ FUNCTION_ANSWERS: dict[str, dict[str, dict[str, Answer]]] = {
                     flip = rng.random(len(x)) < p
                     x[flip] = x[flip][..., ::-1]
                     return x
-            '''), 3 / 4, None),
+            '''), 3 / 4, "modified in place"),
             "vertical": Answer(_cell('''
                 def horizontal_flip(x, p, rng):
                     flip = rng.random(len(x)) < p
                     return np.where(flip[:, None, None, None], x[:, :, ::-1, :], x)
-            '''), 1 / 4, "flipped upside down", passes_visible_tests=False),
+            '''), 1 / 4, "flipped upside down"),
             "probability_inverted": Answer(_cell('''
                 def horizontal_flip(x, p, rng):
                     flip = rng.random(len(x)) >= p
                     return np.where(flip[:, None, None, None], x[..., ::-1], x)
-            '''), 1 / 4, "with probability 1 - p", passes_visible_tests=False),
+            '''), 1 / 4, "with probability 1 - p"),
         },
     },
     "transfer_learning": {
@@ -551,17 +589,24 @@ FUNCTION_ANSWERS: dict[str, dict[str, dict[str, Answer]]] = {
                     for child in module.children():
                         child.requires_grad_(False)
                     return module
-            '''), 2 / 4, "registered directly on the module"),
+            '''), 2 / 4, "registered directly on the module", visible=None),
             "first_child_only": Answer(_cell('''
                 def freeze(module):
                     for parameter in next(module.children()).parameters():
                         parameter.requires_grad = False
                     return module
-            '''), 0.0, "only the first submodule is frozen"),
+            '''), 0.0, "only the first submodule is frozen", visible=None),
+            "freeze_and_eval": Answer(_cell('''
+                def freeze(module):
+                    for parameter in module.parameters():
+                        parameter.requires_grad = False
+                    return module.eval()
+            '''), 0.0, "switched the module to eval mode"),
             "eval_instead": Answer(_cell('''
                 def freeze(module):
                     return module.eval()
-            '''), 0.0, "does not freeze anything", passes_visible_tests=False),
+            '''), 0.0, "does not freeze anything",
+                visible="every parameter of block1 must be frozen"),
         },
         "replace_head": {
             "correct": Answer(_cell('''
@@ -576,19 +621,26 @@ FUNCTION_ANSWERS: dict[str, dict[str, dict[str, Answer]]] = {
                     head = nn.Linear(old.in_features, num_classes).requires_grad_(old.weight.requires_grad)
                     setattr(model, attribute, head)
                     return head
-            '''), 3 / 4, "copies the old head"),
+            '''), 3 / 4, "copies the old head", visible="must be trainable"),
             "ignores_attribute": Answer(_cell('''
                 def replace_head(model, num_classes, attribute="head"):
                     model.head = nn.Linear(model.head.in_features, num_classes)
                     return model.head
-            '''), 3 / 4, "attribute argument is ignored"),
+            '''), 3 / 4, "attribute argument is ignored", visible=None),
+            "hard_coded_in_features": Answer(_cell('''
+                def replace_head(model, num_classes, attribute="head"):
+                    head = nn.Linear(64, num_classes)
+                    setattr(model, attribute, head)
+                    return head
+            '''), 0.0, "hard-coded"),
             "keeps_classes": Answer(_cell('''
                 def replace_head(model, num_classes, attribute="head"):
                     old = getattr(model, attribute)
                     head = nn.Linear(old.in_features, old.out_features)
                     setattr(model, attribute, head)
                     return head
-            '''), 0.0, "keeps the old number of outputs", passes_visible_tests=False),
+            '''), 0.0, "keeps the old number of outputs",
+                visible="must have num_classes outputs"),
         },
         "finetune": {
             "correct": Answer(_cell('''
@@ -611,11 +663,11 @@ FUNCTION_ANSWERS: dict[str, dict[str, dict[str, Answer]]] = {
                     loss = nn.functional.cross_entropy(model(torch.as_tensor(X)), torch.as_tensor(y))
                     loss.backward()  # no optimizer.step(): nothing is trained
                     return model
-            '''), 1 / 4, "accuracy near chance"),
+            '''), 1 / 4, "accuracy near chance", visible="below the 85% target"),
             "returns_nothing": Answer(_cell('''
                 def finetune(model, X, y):
                     model.head = nn.Linear(model.head.in_features, 5)
-            '''), 0.0, None, passes_visible_tests=False),
+            '''), 0.0, None, visible="return the finetuned model"),
         },
     },
 }

@@ -119,7 +119,7 @@ def test_crashing_and_malformed_answers_keep_partial_credit_for_what_works():
         return w - 1e-2 * dw
 
     report = check_update_rule(returns_only_w, "sgd")
-    assert report.fraction == pytest.approx(1 / 8)  # only "inputs unchanged" holds
+    assert report.fraction == pytest.approx(1 / 11)  # only "inputs unchanged" holds
     assert "not a tuple" in report.feedback()
 
     def crashes_on_3d(w, dw, config=None):
@@ -262,11 +262,13 @@ def test_every_written_out_mutant_loses_credit_and_is_named(function):
 
 @pytest.mark.parametrize("function, mutants, student", [
     ("freeze", transfer_checks.FREEZE_MUTANTS, [transfer_checks._freeze_top_level, transfer_checks._freeze_no_return,
-                                                transfer_checks._freeze_eval, transfer_checks._freeze_first_child,
+                                                transfer_checks._freeze_eval, transfer_checks._freeze_and_eval,
+                                                transfer_checks._freeze_first_child,
                                                 transfer_checks._freeze_children_only]),
     ("replace_head", transfer_checks.REPLACE_HEAD_MUTANTS, [
         transfer_checks._head_keeps_classes, transfer_checks._head_copies_requires_grad,
-        transfer_checks._head_returns_model, transfer_checks._head_not_installed, transfer_checks._head_ignores_attribute]),
+        transfer_checks._head_returns_model, transfer_checks._head_not_installed,
+        transfer_checks._head_hard_coded_inputs, transfer_checks._head_ignores_attribute]),
 ])
 def test_module_mutants_lose_credit_and_are_named(function, mutants, student):
     for mutant, buggy in zip(mutants, student, strict=True):
@@ -354,3 +356,58 @@ def test_reference_watch_rejects_unknown_modules_and_names_what_it_watches():
     assert watch.calls[0] == "layers.py:relu_forward" and all(call.startswith("layers.py:") for call in watch.calls)
     assert "cs231n_utils.layers earns no credit" in watch.refusal()
     assert "cs231n_utils.optim, cs231n_utils.torch_optim or torch.optim" in ReferenceWatch().refusal()
+
+
+# --- Feedback that names the bug and never contradicts itself (issue 12) ----------------------
+
+
+def test_in_place_update_is_named_without_a_no_common_mistake_line():
+    answer = UPDATE_RULE_ANSWERS["adagrad"]["in_place"]
+    feedback = check_update_rule(_define(answer.source, "adagrad"), "adagrad").feedback()
+    assert "changed its input w in place" in feedback and "updated in place" in feedback
+    assert "No common mistake" not in feedback
+
+
+def test_failures_of_measured_or_self_explaining_properties_get_no_fallback_line():
+    explained = GradeReport("f", (PropertyResult("a", 1, False, "why", explains=True),))
+    assert "No common mistake" not in explained.feedback()
+    unexplained = GradeReport("f", (PropertyResult("a", 1, False, "differs"),), fallback="reread the task.")
+    assert unexplained.feedback().endswith("No common mistake matches your results exactly; reread the task.")
+
+
+def test_freeze_feedback_prints_values_and_field_names_and_no_formulas():
+    def freezes_nothing(module):
+        return module
+
+    feedback = autograde.check_freeze(freezes_nothing).feedback()
+    assert "block1.0.weight.requires_grad: expected False, got True" in feedback
+    assert "item " not in feedback and "got bool" not in feedback and "formulas" not in feedback
+
+
+def test_compare_outputs_prints_scalar_values_and_names_dict_fields():
+    assert compare_outputs({"flag": True}, {"flag": False}) == "flag: expected False, got True"
+    assert compare_outputs(0.25, 0.5) == "expected 0.5, got 0.25"
+    assert compare_outputs(None, "train") == "expected 'train', got None"
+
+
+def test_dropout_backward_label_does_not_invite_a_second_division():
+    def backward(dout, cache):
+        return dout if cache[0]["mode"] == "test" else dout * cache[1]
+
+    train = autograde.check_dropout_backward(backward).properties[0].description
+    assert "/ p" not in train.split("(")[0] and "already holds" in train
+
+
+@pytest.mark.parametrize("accuracy, credit", [(0.60, 0.0), (0.75, 0.0), (0.80, 0.5), (0.839, 0.89), (0.85, 1.0),
+                                              (0.95, 1.0)])
+def test_finetuning_credit_is_a_slope_from_75_to_85_percent(accuracy, credit):
+    assert transfer_checks.finetuning_credit(accuracy) == pytest.approx(credit, abs=1e-9)
+
+
+def test_update_rule_wrong_from_the_second_step_keeps_less_than_half():
+    for rule, variant in [("sgd_momentum", "no_friction"), ("adagrad", "cache_not_accumulated"),
+                          ("adam", "t_not_incremented"), ("adam", "state_not_stored")]:
+        report = check_update_rule(_define(UPDATE_RULE_ANSWERS[rule][variant].source, rule), rule)
+        assert report.fraction < 0.5, (rule, variant, report.feedback())
+    report = check_torch_optimizer(_define(TORCH_ANSWERS["t_not_incremented"].source, "Adam"), "adam")
+    assert report.fraction < 0.5, report.feedback()

@@ -3,20 +3,19 @@
 The slow tests run the real nbgrader CLI in a temporary copy of the course (never in the
 repository): generate_assignment must reproduce the committed ``assignments/`` byte for byte,
 and simulated submissions (the solutions, the blank release, buggy answers, answers that call
-the reference) must autograde to the credit derived by hand in ``autograde_answers``.
+the reference) must autograde to the credit derived by hand in ``autograde_answers``. Every buggy
+submission fails its visible check (which names the mistake) and still gets its hidden credit.
 """
 from __future__ import annotations
 
 import ast
-import contextlib
 import csv
-import functools
-import io
 import os
 import re
 import shutil
 import subprocess
 import sys
+from html import escape
 from pathlib import Path
 
 import nbformat
@@ -101,57 +100,6 @@ def test_grade_ids_follow_the_design_contract(assignment):
         assert [n.value for n in numbers] == [_nbgrader(cell)["points"]]
 
 
-@pytest.mark.parametrize(
-    "rule, variant", [(rule, variant) for rule, answers in UPDATE_RULE_ANSWERS.items() for variant in answers]
-)
-def test_visible_tests_are_sanity_checks_that_buggy_answers_can_pass(rule, variant):
-    import numpy as np
-
-    release = _read(ROOT / "assignments" / "update_rules" / "update_rules.ipynb")
-    visible = next(c.source for c in release.cells if _nbgrader(c).get("grade_id") == f"test_{rule}")
-    answer = UPDATE_RULE_ANSWERS[rule][variant]
-    namespace = {"np": np}
-    exec(answer.source, namespace)  # noqa: S102 - trusted test data
-    with np.errstate(all="ignore"):
-        if answer.passes_visible_tests:
-            exec(visible, namespace)  # noqa: S102
-        else:
-            with pytest.raises(AssertionError):
-                exec(visible, namespace)  # noqa: S102
-
-
-@functools.lru_cache(maxsize=None)
-def _setup_namespace(assignment: str) -> dict:
-    """What the notebook's setup cells and its solution answers define (the other answers a
-    visible test may call)."""
-    namespace: dict = {}
-    with contextlib.redirect_stdout(io.StringIO()):
-        for cell in _read(ROOT / "solutions" / assignment / ASSIGNMENTS[assignment]).cells:
-            meta = _nbgrader(cell)
-            if cell.cell_type == "code" and (meta.get("grade_id") in ("setup", "pretraining") or meta.get("solution")):
-                exec(cell.source, namespace)  # noqa: S102 - the course's own notebook
-    return namespace
-
-
-@pytest.mark.parametrize("assignment, function, variant", [
-    (assignment, function, variant) for assignment, answers in FUNCTION_ANSWERS.items()
-    for function, variants in answers.items() for variant in variants])
-def test_visible_function_tests_are_sanity_checks_that_buggy_answers_can_pass(assignment, function, variant):
-    import numpy as np
-
-    release = _read(ROOT / "assignments" / assignment / ASSIGNMENTS[assignment])
-    visible = next(c.source for c in release.cells if _nbgrader(c).get("grade_id") == f"test_{function}")
-    answer = FUNCTION_ANSWERS[assignment][function][variant]
-    namespace = dict(_setup_namespace(assignment))
-    exec(answer.source, namespace)  # noqa: S102 - trusted test data
-    with np.errstate(all="ignore"), contextlib.redirect_stdout(io.StringIO()):
-        if answer.passes_visible_tests:
-            exec(visible, namespace)  # noqa: S102
-        else:
-            with pytest.raises(AssertionError):
-                exec(visible, namespace)  # noqa: S102
-
-
 def test_config_reads_the_gradebook_url_from_the_environment(monkeypatch):
     def course_directory() -> CourseDirectory:
         config = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT)).load_config()
@@ -178,7 +126,8 @@ def _students(assignment: str) -> list[str]:
 
 
 def _buggy_variants(answers: dict) -> list[str]:
-    return [name for name, a in answers.items() if name != "correct" and a.passes_visible_tests and a.keyword]
+    """Named bugs that fail their visible check: the hidden tests must still give their credit."""
+    return [name for name, a in answers.items() if name != "correct" and a.visible_phrase and a.keyword]
 
 
 def _update_rule_answer(student: str, rule: str, index: int) -> tuple[str | None, float]:
@@ -234,6 +183,19 @@ def _keyword(assignment: str, student: str, grade_id: str) -> str | None:
         answers = UPDATE_RULE_ANSWERS[grade_id]
         return answers[_buggy_variants(answers)["abc".index(student[-1])]].keyword
     return None
+
+
+def _visible_phrase(assignment: str, student: str, grade_id: str) -> str | None:
+    """What the failing visible check of a buggy submission prints (None for other students)."""
+    if not student.startswith("bugs_"):
+        return None
+    if assignment in FUNCTION_ANSWERS:
+        return FUNCTION_ANSWERS[assignment][grade_id][_function_variant(assignment, student, grade_id)].visible_phrase
+    if assignment == "torch_optimizer":
+        return TORCH_ANSWERS[["no_bias_correction", "t_not_incremented", "reads_self_defaults"]["abc".index(student[-1])]
+                             ].visible_phrase
+    answers = UPDATE_RULE_ANSWERS[grade_id]
+    return answers[_buggy_variants(answers)["abc".index(student[-1])]].visible_phrase
 
 
 def _write_submissions(course: Path) -> dict[tuple[str, str, str], float]:
@@ -339,6 +301,9 @@ def test_feedback_names_the_mistake_or_the_refusal(graded_course):
                 keyword = _keyword(assignment, student, grade_id)
                 if keyword is not None:
                     assert keyword in html, (assignment, student, grade_id, keyword)
+                visible = _visible_phrase(assignment, student, grade_id)
+                if visible is not None:  # the visible check failed, and the hidden credit came anyway
+                    assert visible in html or escape(visible) in html, (assignment, student, grade_id, visible)
             if student == "blank":
                 assert "NotImplementedError" in html
 

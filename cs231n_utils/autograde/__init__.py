@@ -13,11 +13,15 @@
 
 Both return a :class:`GradeReport` with credit per property, the likely mistake (found by running
 known buggy variants of the reference, :mod:`.mutants`) and zero credit for an answer that runs
-a reference implementation (:mod:`.guard`). A hidden test cell ends with ::
+a reference implementation (:mod:`.guard`). A hidden test cell only says ::
 
-    check_update_rule(adam, "adam").award(points=3)
+    from cs231n_utils.kernel import grade
+    grade("test_adam", adam, points=3)
 
-which prints the feedback and returns the partial credit that nbgrader records.
+and :mod:`.registry` says which check grades ``test_adam``. Under ``cs231n-grade`` the check runs in
+the trusted checker outside the student's kernel and reaches the answer through
+:mod:`.remote`; with plain nbgrader it runs in the kernel and ``award`` prints the feedback and
+returns the partial credit that nbgrader records.
 """
 from .report import GradeReport, PropertyResult
 from .update_rule import check_update_rule

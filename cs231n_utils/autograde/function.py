@@ -23,13 +23,17 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .guard import ReferenceWatch
-from .report import GradeReport, PropertyResult
+from .report import DEFAULT_FALLBACK, GradeReport, PropertyResult
 from .update_rule import quiet
 
-__all__ = ["Case", "CaseGroup", "FunctionMutant", "check_function", "compare_outputs", "FUNCTION_TOLERANCE"]
+__all__ = ["Case", "CaseGroup", "FunctionMutant", "check_function", "compare_outputs", "FUNCTION_TOLERANCE",
+           "IN_PLACE_MISTAKE"]
 
 FUNCTION_TOLERANCE = 1e-6
 """Largest accepted deviation of an array from the reference, relative to the reference's largest entry."""
+
+IN_PLACE_MISTAKE = ("an input array is modified in place (x *= ..., x[...] = ..., or an in-place "
+                    "NumPy call): the caller's data changes. Work on a copy or build a new array.")
 
 
 @dataclass(frozen=True)
@@ -91,13 +95,13 @@ def compare_outputs(student: Any, reference: Any, tolerance: float = FUNCTION_TO
         for key in reference:
             problem = compare_outputs(student[key], reference[key], tolerance)
             if problem:
-                return f"[{key!r}]: {problem}"
+                return f"{key}: {problem}" if isinstance(key, str) else f"[{key!r}]: {problem}"
         return None
     if reference is None or isinstance(reference, (str, bool, np.bool_)):
         same = (student is None if reference is None
                 else isinstance(student, str) and student == reference if isinstance(reference, str)
                 else isinstance(student, (bool, np.bool_)) and bool(student) == bool(reference))
-        return None if same else f"expected {reference!r}, got {_kind(student) if student is not None else None}"
+        return None if same else f"expected {reference!r}, got {_show(student)}"
     expected = np.asarray(reference, dtype=np.float64)
     try:
         actual = np.asarray(student, dtype=np.float64)
@@ -110,8 +114,18 @@ def compare_outputs(student: Any, reference: Any, tolerance: float = FUNCTION_TO
     scale = max(float(np.max(np.abs(expected), initial=0.0)), 1e-12)
     deviation = float(np.max(np.abs(actual - expected), initial=0.0)) / scale
     if deviation > tolerance:
+        if expected.shape == ():
+            return f"expected {float(expected):.6g}, got {float(actual):.6g}"
         return f"differs from the reference by {deviation:.2g} relative to its largest entry"
     return None
+
+
+def _show(value: Any) -> str:
+    """A scalar's value (``True``, ``None``, ``'train'``, ``0.5``), else its type and shape."""
+    if value is None or isinstance(value, (bool, np.bool_, str, int, float, np.number)):
+        text = repr(value.item() if isinstance(value, (np.bool_, np.number)) else value)
+        return text if len(text) <= 60 else text[:57] + "..."
+    return _kind(value)
 
 
 def _kind(value: Any) -> str:
@@ -177,10 +191,12 @@ def check_function(
     watch: ReferenceWatch | None = None,
     check_inputs: bool = True,
     tolerance: float = FUNCTION_TOLERANCE,
+    fallback: str = DEFAULT_FALLBACK,
 ) -> GradeReport:
     """Compare ``student`` with ``reference`` on every case of ``groups``; a :class:`GradeReport`
     with one property per group (its weight) plus, with ``check_inputs``, "leaves its inputs
-    unchanged" (weight 1). Zero credit if the student raises ``NotImplementedError`` or runs a
+    unchanged" (weight 1; a change names :data:`IN_PLACE_MISTAKE`). ``fallback`` ends the
+    feedback line printed when nothing known explains a failure. Zero credit if the student raises ``NotImplementedError`` or runs a
     reference module that ``watch`` watches. Each distinct case runs once per function.
     """
     if not callable(student):
@@ -210,10 +226,15 @@ def check_function(
         changed = next((case for case in cases if outcomes[id(case)].mutated), None)
         properties.append(PropertyResult(
             "leaves its inputs unchanged", 1, changed is None,
-            f"{changed.description}: an input was modified in place" if changed is not None else ""))
+            f"{changed.description}: an input was modified in place" if changed is not None else "",
+            explains=True))
+    else:
+        changed = None
     passed = all(p.passed for p in properties)
     mistakes = () if passed else _likely_mistakes(mutants, groups, cases, outcomes, expected, tolerance)
-    return GradeReport(subject, tuple(properties), mistakes)
+    if changed is not None:
+        mistakes = (IN_PLACE_MISTAKE, *mistakes)
+    return GradeReport(subject, tuple(properties), mistakes, fallback=fallback)
 
 
 def _likely_mistakes(mutants: Sequence[FunctionMutant], groups: Sequence[CaseGroup], cases: list[Case],

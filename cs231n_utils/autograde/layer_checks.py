@@ -114,9 +114,12 @@ def check_dropout_forward(student: Callable[..., Any], *, seed: int = 0) -> Grad
     rng = np.random.default_rng(check_count(seed, "seed", 0))
     train, test = _dropout_cases(rng, 6, "train"), _dropout_cases(rng, 3, "test")
     groups = (
-        CaseGroup("train mode: out = x * mask / p with the prescribed mask", 2, train, lambda out: out[0]),
-        CaseGroup("train mode: the cache is (dropout_param, mask / p)", 1, train, lambda out: out[1]),
-        CaseGroup("test mode: out = x and cache = (dropout_param, None)", 1, test),
+        CaseGroup("train mode: out = x * keep / p with the prescribed keep mask", 2, train,
+                  lambda out: {"out": out[0]}),
+        CaseGroup("train mode: the cache is (dropout_param, keep / p)", 1, train,
+                  lambda out: {"cache's dropout_param": out[1][0], "cache's mask": out[1][1]}),
+        CaseGroup("test mode: out = x and cache = (dropout_param, None)", 1, test,
+                  lambda out: {"out": out[0], "cache's dropout_param": out[1][0], "cache's mask": out[1][1]}),
     )
     return check_function(student, layers.dropout_forward, groups, subject="dropout_forward",
                           mutants=DROPOUT_FORWARD_MUTANTS, watch=_watch("layers"))
@@ -161,8 +164,9 @@ def check_dropout_backward(student: Callable[..., Any], *, seed: int = 0) -> Gra
     cost twice). Properties (weight): train mode (2); test mode (1); inputs unchanged (1)."""
     rng = np.random.default_rng(check_count(seed, "seed", 0))
     groups = (
-        CaseGroup("train mode: dx = dout * mask / p (the cached mask)", 2, _backward_cases(rng, 6, "train")),
-        CaseGroup("test mode: dx = dout", 1, _backward_cases(rng, 3, "test")),
+        CaseGroup("train mode: dx = dout * cached mask (the cached mask already holds keep / p)", 2,
+                  _backward_cases(rng, 6, "train"), lambda dx: {"dx": dx}),
+        CaseGroup("test mode: dx = dout", 1, _backward_cases(rng, 3, "test"), lambda dx: {"dx": dx}),
     )
     return check_function(student, layers.dropout_backward, groups, subject="dropout_backward",
                           mutants=DROPOUT_BACKWARD_MUTANTS, watch=_watch("layers"))
@@ -191,6 +195,9 @@ def _l2(weights, reg, *, loss_factor=0.5, grad_factor=1.0, accumulate=True):
 L2_MUTANTS = (
     FunctionMutant("no_half", "the factor one half is missing: R = 0.5 * reg * sum(W**2), whose gradient "
                    "is reg * W.", lambda w, reg: _l2(w, reg, loss_factor=1.0, grad_factor=2.0)),
+    FunctionMutant("penalty_no_half", "the penalty lacks the factor one half: R = 0.5 * reg * sum(W**2) "
+                   "(your gradient reg * W is right for that R, not for reg * sum(W**2)).",
+                   lambda w, reg: _l2(w, reg, loss_factor=1.0)),
     FunctionMutant("gradient_factor_two", "the gradient of 0.5 * reg * sum(W**2) is reg * W, not 2 * reg * W.",
                    lambda w, reg: _l2(w, reg, grad_factor=2.0)),
     FunctionMutant("gradient_factor_half", "the gradient of 0.5 * reg * sum(W**2) is reg * W, not 0.5 * reg * W.",
@@ -206,8 +213,10 @@ def check_l2_penalty(student: Callable[..., Any], *, seed: int = 0) -> GradeRepo
     rng = np.random.default_rng(check_count(seed, "seed", 0))
     cases = _l2_cases(rng, 6)
     groups = (
-        CaseGroup("penalty 0.5 * reg * (sum of squared weights of all arrays)", 2, cases, lambda out: out[0]),
-        CaseGroup("gradients reg * W, one per weight array", 2, cases, lambda out: out[1]),
+        CaseGroup("penalty 0.5 * reg * (sum of squared weights of all arrays)", 2, cases,
+                  lambda out: {"penalty": out[0]}),
+        CaseGroup("gradients reg * W, one per weight array", 2, cases,
+                  lambda out: {f"gradient of {name}": grad for name, grad in out[1].items()}),
     )
     return check_function(student, regularization.l2_penalty, groups, subject="l2_penalty", mutants=L2_MUTANTS,
                           watch=_watch("regularization"))

@@ -13,7 +13,7 @@ import numpy as np
 from ..optim import Config, UpdateRule
 from .rules import rule_spec
 
-__all__ = ["Mutant", "mutants_for"]
+__all__ = ["Mutant", "mutants_for", "IN_PLACE"]
 
 
 @dataclass(frozen=True)
@@ -249,6 +249,24 @@ _SPECIFIC: dict[str, tuple[Mutant, ...]] = {
         Mutant("eps_inside_sqrt", _EPS_INSIDE, _adam_eps_inside_sqrt),
     ),
 }
+
+
+def _in_place_sgd(w, dw, config=None):
+    """Plain SGD that updates ``w`` in place and returns it: right values, modified input."""
+    config = {} if config is None else config
+    config.setdefault("learning_rate", 1e-2)
+    w -= config["learning_rate"] * dw
+    return w, config
+
+
+IN_PLACE = Mutant(
+    "in_place",
+    "w is updated in place (w -= ..., w += ..., or an in-place NumPy call on w), which changes the "
+    "caller's array. Compute a new array (next_w = w - ...) and leave w and dw unchanged.",
+    _in_place_sgd,
+)
+"""Named whenever a rule modifies its input; its values can be right, so it is not in
+:func:`mutants_for` (which lists mutants told apart by their values)."""
 
 
 def mutants_for(name: str) -> tuple[Mutant, ...]:

@@ -18,9 +18,16 @@ from .guard import ReferenceWatch
 from .mutants import mutants_for
 from .report import GradeReport, PropertyResult
 from .rules import TOLERANCE, RuleSpec, Trial, describe_config, make_trials, max_deviation, rule_spec, run_rule, step_scale
-from .update_rule import check_count, quiet
+from ..kernel.runners import CLOSURE_LOSS
+from .remote import scenario_runner
+from .update_rule import check_count
 
-__all__ = ["check_torch_optimizer"]
+__all__ = ["check_torch_optimizer", "TORCH_ALL_STEPS_WEIGHT"]
+
+TORCH_ALL_STEPS_WEIGHT = 8
+"""Weight of "all steps match" against 7 for the other properties (three of which compare the
+optimizer with itself and pass even for a wrong formula): an optimizer that is right on the
+first step only keeps 7/15 < 1/2 of the points."""
 
 # NumPy config -> keyword arguments of the torch optimizer (torch.optim's names and defaults).
 _TORCH_ARGUMENTS: dict[str, Callable[[dict[str, float]], dict[str, Any]]] = {
@@ -78,79 +85,51 @@ def _parameters(group: _Group) -> list[torch.nn.Parameter]:
     return [torch.nn.Parameter(torch.tensor(p.w, dtype=torch.float64)) for p in group.params]
 
 
-def _closure_problem(optimizer: Any, watch: ReferenceWatch) -> str | None:
-    calls = []
-    loss = torch.tensor(0.25, dtype=torch.float64)
-
-    def closure():
-        calls.append(1)
-        return loss
-
-    with quiet(), watch:
-        result = optimizer.step(closure)
-    if len(calls) != 1:
-        return f"step(closure) called the closure {len(calls)} times instead of once"
-    if not isinstance(result, (torch.Tensor, float)) or float(result) != float(loss):
-        return f"step(closure) returned {result!r} instead of the closure's loss"
+def _closure_problem(calls: Any, returned: Any) -> str | None:
+    if calls != 1:
+        return f"step(closure) called the closure {calls} times instead of once"
+    if not isinstance(returned, float) or returned != CLOSURE_LOSS:
+        return f"step(closure) returned {returned!r} instead of the closure's loss"
     return None
 
 
-def _run(student_class: type, spec: RuleSpec, groups: list[_Group], steps: int, watch: ReferenceWatch, *,
+def _positions(value: Any, count: int) -> list[list[np.ndarray]]:
+    """The recorded positions, checked to be ``count`` float arrays per step (a lying kernel
+    could send anything)."""
+    if not isinstance(value, list):
+        raise ValueError("positions must be a list")
+    steps = []
+    for step in value:
+        if not (isinstance(step, list) and len(step) == count and all(isinstance(a, np.ndarray) for a in step)):
+            raise ValueError("each step must hold one array per parameter")
+        steps.append([np.asarray(a, dtype=np.float64) for a in step])
+    return steps
+
+
+def _run(runner: Callable[[str, dict], Any], spec: RuleSpec, groups: list[_Group], steps: int, *,
          constructor_config: dict[str, float] | None = None, untouched: bool = False, closure: bool = False,
          reload_at: int | None = None) -> _Run:
-    """Optimise ``groups`` for ``steps`` steps and record every parameter's trajectory.
+    """Optimise ``groups`` for ``steps`` steps with the student's class and record every
+    parameter's trajectory (the scenario runs where the class lives: :mod:`cs231n_utils.kernel.runners`).
 
     ``constructor_config`` gives the constructor's keyword arguments when there are several
     groups (each group then carries its own hyperparameters); ``untouched`` adds a parameter
     that never gets a gradient; ``closure`` checks ``step(closure)`` on the first step;
     ``reload_at`` rebuilds the optimizer from its ``state_dict()`` before that step.
     """
-    run = _Run()
-    params = [_parameters(group) for group in groups]
-    spare = torch.nn.Parameter(torch.ones(3, dtype=torch.float64)) if untouched else None
-    if len(groups) == 1:
-        arguments: Any = params[0] + ([spare] if spare is not None else [])
-        kwargs = _torch_kwargs(spec, groups[0].config)
-    else:
-        arguments = [{"params": p, **_torch_kwargs(spec, g.config)} for p, g in zip(params, groups)]
-        kwargs = _torch_kwargs(spec, constructor_config)
-
-    def build(parameters: Any) -> Any:
-        with quiet(), watch:
-            return student_class(parameters, **kwargs)
-
-    try:
-        optimizer = build(arguments)
-        for k in range(steps):
-            if k == reload_at:
-                with quiet(), watch:
-                    state = copy.deepcopy(optimizer.state_dict())
-                with torch.no_grad():
-                    params = [[torch.nn.Parameter(p.detach().clone()) for p in ps] for ps in params]
-                arguments = params[0] if len(groups) == 1 else [{"params": p, **_torch_kwargs(spec, g.config)}
-                                                                for p, g in zip(params, groups)]
-                optimizer = build(arguments)
-                with quiet(), watch:
-                    optimizer.load_state_dict(state)
-            grads = [[torch.tensor(p.grads[k]) for p in g.params] for g in groups]
-            for ps, gs in zip(params, grads):
-                for p, gradient in zip(ps, gs):
-                    p.grad = gradient.clone()
-            if closure and k == 0:
-                run.closure = _closure_problem(optimizer, watch)
-            else:
-                with quiet(), watch:
-                    optimizer.step()
-            for ps, gs in zip(params, grads):
-                if any(p.grad is None or not torch.equal(p.grad, g) for p, g in zip(ps, gs)) and run.grad_changed is None:
-                    run.grad_changed = f"step {k + 1} changed p.grad"
-            run.positions.append([p.detach().numpy().copy() for ps in params for p in ps])
-    except NotImplementedError:
-        raise
-    except Exception as error:  # noqa: BLE001 - any failure of student code is reported, not raised
-        run.error = f"{type(error).__name__}: {error}"
-    if spare is not None:
-        run.untouched_moved = not torch.equal(spare.detach(), torch.ones(3, dtype=torch.float64))
+    payload = {
+        "groups": [{"params": [p.w for p in g.params], "kwargs": _torch_kwargs(spec, g.config)} for g in groups],
+        "constructor_kwargs": _torch_kwargs(spec, constructor_config),
+        "grads": [[[p.grads[k] for p in g.params] for g in groups] for k in range(steps)],
+        "untouched": untouched, "closure": closure, "reload_at": reload_at,
+    }
+    result = runner("optimizer_scenario", payload)
+    if result["not_implemented"]:
+        raise NotImplementedError
+    run = _Run(error=result["error"], grad_changed=result["grad_changed"], untouched_moved=bool(result["untouched_moved"]))
+    run.positions = _positions(result["positions"], sum(len(g.params) for g in groups))
+    if closure and run.error is None:
+        run.closure = _closure_problem(result["closure_calls"], result["closure_result"])
     return run
 
 
@@ -212,12 +191,55 @@ def _likely_mistakes(spec: RuleSpec, groups: list[_Group], runs: list[_Run]) -> 
     return tuple(found)
 
 
-def _builds_on_reference(student_class: type) -> str | None:
-    for base in student_class.__mro__:
-        module = getattr(base, "__module__", "")
-        if base is torch.optim.Optimizer or not (module.startswith("torch.optim") or module.startswith("cs231n_utils")):
+def _run_with_step_counts(spec: RuleSpec, trial: Trial, counts: list[int]) -> list[np.ndarray]:
+    """The NumPy reference on ``trial`` with the step count forced to ``counts[k]`` at step k
+    (moments carried as usual): the trajectory of a rule whose ``t`` is miscounted."""
+    w, config = trial.w.copy(), copy.deepcopy(trial.config) or {}
+    positions = []
+    with np.errstate(all="ignore"):
+        for dw, count in zip(trial.grads, counts):
+            config["t"] = count - 1  # the reference increments t before the bias correction
+            w, config = spec.reference(w, dw.copy(), config)
+            positions.append(np.array(w, dtype=np.float64))
+    return positions
+
+
+def _global_step_counter(spec: RuleSpec, groups: list[_Group], runs: list[_Run]) -> bool:
+    """True when every trajectory matches Adam whose one step counter, shared by the optimizer's
+    ``n`` parameters, advances once per parameter update (parameter ``j`` at step ``k`` uses
+    ``t = (k - 1) n + j + 1``), and some parameter tells this apart from the reference."""
+    if "t" not in spec.state or any(run.error for run in runs):
+        return False
+    distinguishable = False
+    for group, run in zip(groups, runs):
+        n = len(group.params)
+        for j, p in enumerate(group.params):
+            trial = Trial(p.w, p.grads, copy.deepcopy(group.config))
+            counts = [k * n + j + 1 for k in range(len(p.grads))]
+            reference, output = run_rule(spec.reference, trial), _run_with_step_counts(spec, trial, counts)
+            scale = step_scale(p.w, reference)
+            distinguishable |= max_deviation(output, reference, scale)[0] > TOLERANCE
+            student = [positions[j] for positions in run.positions]
+            if max_deviation(student, output, scale)[0] > TOLERANCE:
+                return False
+    return distinguishable
+
+
+READS_DEFAULTS = ("step() reads the hyperparameters from self.defaults; read each param group's "
+                  "own values, group['lr'], group['betas'] and group['eps'], for every group of "
+                  "self.param_groups.")
+
+GLOBAL_STEP_COUNTER = ("one step counter is shared by all parameters and advances once per parameter "
+                       "update, so each parameter's bias correction uses the wrong t: keep t per "
+                       "parameter in self.state[p] and increment it once per step.")
+
+
+def _builds_on_reference(bases: list[str]) -> str | None:
+    """Why a class whose MRO holds these ``module.qualname`` entries builds on a reference, or None."""
+    for base in bases:
+        if base == "torch.optim.optimizer.Optimizer" or not base.startswith(("torch.optim", "cs231n_utils")):
             continue
-        return (f"Your class builds on {module}.{base.__qualname__}. Subclass torch.optim.Optimizer "
+        return (f"Your class builds on {base}. Subclass torch.optim.Optimizer "
                 "and write step() yourself.")
     return None
 
@@ -230,8 +252,8 @@ def check_torch_optimizer(
     The class is built like torch's optimizer of the same name (for ``"adam"``:
     ``cls(params, lr=..., betas=(beta1, beta2), eps=...)``). Each of ``trials`` random trials
     optimises one to three float64 parameters of random shapes for ``steps`` steps on random
-    gradients. Properties (weight): defaults equal torch's (1); first step (2) and all steps (2)
-    match the NumPy rule for random hyperparameters; ``p.grad`` is left unchanged (1);
+    gradients. Properties (weight): defaults equal torch's (1); first step (1) and all steps
+    (:data:`TORCH_ALL_STEPS_WEIGHT` = 8) match the NumPy rule for random hyperparameters; ``p.grad`` is left unchanged (1);
     ``step(closure)`` calls the closure once and returns its loss (1). Three more compare the
     student's optimizer with itself, so they reward correct bookkeeping even when the formula is
     wrong: two param groups move exactly as two single-group runs with those hyperparameters (1);
@@ -246,10 +268,13 @@ def check_torch_optimizer(
     trials = check_count(trials, "trials", 1)
     steps = check_count(steps, "steps", 2)
     seed = check_count(seed, "seed", 0)
-    subject = getattr(student_class, "__name__", repr(student_class))
-    if not (isinstance(student_class, type) and issubclass(student_class, torch.optim.Optimizer)):
+    watch = ReferenceWatch()
+    runner = scenario_runner(student_class, watch)
+    described = runner("describe_optimizer_class", {})
+    subject = str(described["name"])
+    if not described["is_optimizer"]:
         return GradeReport(subject, zero_reason="It must be a class that subclasses torch.optim.Optimizer.")
-    reason = _builds_on_reference(student_class)
+    reason = _builds_on_reference([str(b) for b in described["bases"]])
     if reason is not None:
         return GradeReport(subject, zero_reason=reason)
 
@@ -264,15 +289,14 @@ def check_torch_optimizer(
     constructor_config = spec.sample_config(rng)
 
     _warm_up()
-    watch = ReferenceWatch()
     try:
-        default_run = _run(student_class, spec, [default_group], steps, watch)
-        random_runs = [_run(student_class, spec, [g], steps, watch) for g in random_groups]
-        split_alone = [_run(student_class, spec, [g], steps, watch) for g in split_groups]
-        split_run = _run(student_class, spec, split_groups, steps, watch, constructor_config=constructor_config)
-        untouched_run = _run(student_class, spec, [random_groups[0]], steps, watch, untouched=True)
-        closure_run = _run(student_class, spec, [random_groups[0]], steps, watch, closure=True)
-        reload_run = _run(student_class, spec, [random_groups[0]], steps, watch, reload_at=steps // 2)
+        default_run = _run(runner, spec, [default_group], steps)
+        random_runs = [_run(runner, spec, [g], steps) for g in random_groups]
+        split_alone = [_run(runner, spec, [g], steps) for g in split_groups]
+        split_run = _run(runner, spec, split_groups, steps, constructor_config=constructor_config)
+        untouched_run = _run(runner, spec, [random_groups[0]], steps, untouched=True)
+        closure_run = _run(runner, spec, [random_groups[0]], steps, closure=True)
+        reload_run = _run(runner, spec, [random_groups[0]], steps, reload_at=steps // 2)
     except NotImplementedError:
         return GradeReport(subject, zero_reason=f"{subject} raises NotImplementedError: not implemented yet.")
     if watch.triggered:
@@ -290,20 +314,24 @@ def check_torch_optimizer(
     reload = _inconsistency([random_groups[0]], reload_run, random_runs[:1], "after load_state_dict")
     properties = (
         PropertyResult.from_problem("default hyperparameters equal torch.optim's", 1, defaults),
-        PropertyResult.from_problem("first step matches the reference for random hyperparameters", 2, first),
-        PropertyResult.from_problem(f"all {steps} steps match (state kept per parameter)", 2, every),
+        PropertyResult.from_problem("first step matches the reference for random hyperparameters", 1, first),
+        PropertyResult.from_problem(f"all {steps} steps match (state kept per parameter)", TORCH_ALL_STEPS_WEIGHT,
+                                    every),
         PropertyResult.from_problem("uses each param group's own hyperparameters", 1, split),
-        PropertyResult.from_problem("skips parameters whose grad is None", 1, skipped),
-        PropertyResult.from_problem("leaves p.grad unchanged", 1, changed),
-        PropertyResult.from_problem("step(closure) calls the closure once and returns its loss", 1, closure),
+        PropertyResult.from_problem("skips parameters whose grad is None", 1, skipped, explains=True),
+        PropertyResult.from_problem("leaves p.grad unchanged", 1, changed, explains=True),
+        PropertyResult.from_problem("step(closure) calls the closure once and returns its loss", 1, closure,
+                                    explains=True),
         PropertyResult.from_problem("resumes exactly after load_state_dict(state_dict())", 1, reload),
     )
     mistakes = ()
     if every is not None:
-        mistakes = _likely_mistakes(spec, [default_group, *random_groups], [default_run, *random_runs])
+        all_groups, all_runs = [default_group, *random_groups], [default_run, *random_runs]
+        mistakes = _likely_mistakes(spec, all_groups, all_runs)
+        if _global_step_counter(spec, all_groups, all_runs):
+            mistakes += (GLOBAL_STEP_COUNTER,)
     if split is not None and split_run.error is None and _mismatch(
         spec, split_groups, split_run, None, configs=[constructor_config, constructor_config]
     ) is None:
-        mistakes += ("step() reads the hyperparameters from self.defaults; read them from each "
-                     "param group (for group in self.param_groups: group['lr'], ...).",)
+        mistakes += (READS_DEFAULTS,)
     return GradeReport(subject, properties, mistakes)

@@ -1,21 +1,23 @@
 """Grade a student's NumPy update rule against ``cs231n_utils.optim``: :func:`check_update_rule`."""
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
-import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
+from ..kernel.serve import quiet
 from .guard import ReferenceWatch
-from .mutants import mutants_for
+from .mutants import IN_PLACE, mutants_for
 from .report import GradeReport, PropertyResult
 from .rules import TOLERANCE, RuleSpec, Trial, make_trials, max_deviation, rule_spec, run_rule, step_scale
 
-__all__ = ["check_update_rule", "quiet", "check_count"]
+__all__ = ["check_update_rule", "quiet", "check_count", "ALL_STEPS_WEIGHT"]
+
+ALL_STEPS_WEIGHT = 6
+"""Weight of "all steps match" against 5 for the other properties: a rule that is right on the
+first step only (a bug in carrying state) keeps 5/11 < 1/2 of the points."""
 
 
 def check_count(value: Any, name: str, minimum: int) -> int:
@@ -23,20 +25,6 @@ def check_count(value: Any, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Silence student code: its prints and warnings would clutter feedback, and nbgrader gives
-    zero points to a test cell that writes anything to stderr."""
-    with (
-        warnings.catch_warnings(),
-        np.errstate(all="ignore"),
-        contextlib.redirect_stdout(io.StringIO()),
-        contextlib.redirect_stderr(io.StringIO()),
-    ):
-        warnings.simplefilter("ignore")
-        yield
 
 
 @dataclass
@@ -172,7 +160,9 @@ def check_update_rule(
     Student and reference always get private deep copies of every input. Properties (weight):
     returns ``(next_w, config)`` (1); leaves ``w`` and ``dw`` unchanged (1); keeps its state in
     ``config`` under the reference's keys, not in globals (1); first step with ``config=None``
-    matches the defaults (1); first step matches for random hyperparameters (2); all steps match (2).
+    matches the defaults (1); first step matches for random hyperparameters (1); all steps match
+    (:data:`ALL_STEPS_WEIGHT` = 6). A rule wrong from the second step on keeps 5/11 of the points,
+    one wrong from the first step 3/11.
     A rule that executes a reference implementation, or raises ``NotImplementedError``, gets zero.
     Mutants of the reference (:mod:`.mutants`) that reproduce the student's results name the mistake.
     """
@@ -206,12 +196,16 @@ def check_update_rule(
     every = _compare(everything, runs, references, steps=None)
     state_keys = "/".join(spec.state) or "none"
     properties = (
-        PropertyResult.from_problem("returns (next_w, config) with next_w shaped like w", 1, api),
-        PropertyResult.from_problem("leaves its inputs w and dw unchanged", 1, mutated),
-        PropertyResult.from_problem(f"keeps its state in the returned config (keys: {state_keys})", 1, state),
+        PropertyResult.from_problem("returns (next_w, config) with next_w shaped like w", 1, api, explains=True),
+        PropertyResult.from_problem("leaves its inputs w and dw unchanged", 1, mutated, explains=True),
+        PropertyResult.from_problem(f"keeps its state in the returned config (keys: {state_keys})", 1, state,
+                                    explains=True),
         PropertyResult.from_problem("first step with config=None uses the default hyperparameters", 1, defaults),
-        PropertyResult.from_problem("first step matches the reference for random shapes and hyperparameters", 2, first),
-        PropertyResult.from_problem(f"all {steps} consecutive steps match (state carried through config)", 2, every),
+        PropertyResult.from_problem("first step matches the reference for random shapes and hyperparameters", 1, first),
+        PropertyResult.from_problem(f"all {steps} consecutive steps match (state carried through config)",
+                                    ALL_STEPS_WEIGHT, every),
     )
     mistakes = () if every is None else _likely_mistakes(spec, everything, runs, references)
+    if mutated is not None:
+        mistakes = (IN_PLACE.mistake, *mistakes)
     return GradeReport(reference_name, properties, mistakes)

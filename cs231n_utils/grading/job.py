@@ -41,6 +41,10 @@ from nbgrader.preprocessors import (AssignLatePenalties, ClearHiddenTests, Check
                                     SaveAutoGrades)
 from traitlets.config import Config
 
+from ..kernel import SOCKET_VARIABLE
+
+from .checker import TrustedChecker
+from .checker_scores import apply_records, checked_cells
 from .guard import GUARD_NAMES, CollectGuards, InjectGuards, read_guard_findings
 from .sandbox import SandboxedExecute, SandboxedKernelManager, SandboxLimits, read_kernel_death
 from .tamper import scan_cells
@@ -48,6 +52,8 @@ from .tamper import scan_cells
 STATUS_GRADED = "graded"
 STATUS_FAILED = "failed"
 STATUS_TAMPERED = "tampered"
+SANDBOX_CHANNEL_DIR = "/run/cs231n"
+"""Where the kernel finds the trusted checker's socket folder (bound there by the sandbox)."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,14 @@ def _job_config(spec: JobSpec, root: Path, db_url: str, report_dir: Path) -> Con
         "CollectGuards": {"report_dir": str(report_dir)},
     }))
     return config
+
+
+def _channel_config(checker: TrustedChecker) -> Config:
+    """The kernel gets the checker's folder at :data:`SANDBOX_CHANNEL_DIR` and its socket's path."""
+    return Config({"SandboxedKernelManager": {
+        "extra_binds_json": json.dumps([[str(checker.channel_dir), SANDBOX_CHANNEL_DIR]]),
+        "extra_env_json": json.dumps({SOCKET_VARIABLE: f"{SANDBOX_CHANNEL_DIR}/{checker.socket_path.name}"}),
+    }})
 
 
 def read_files(folder: Path, *, notebooks: bool = True) -> dict[str, bytes]:
@@ -333,15 +347,23 @@ def _grade(spec: JobSpec, workdir: Path, started: float) -> JobResult:
     log.propagate = False
     log.setLevel(logging.INFO)
     config = _job_config(spec, root, db_url, report_dir)
+    scored = {name: checked_cells(info["code_grade_cells"]) for name, info in structure.items()}
+    checker = TrustedChecker(workdir / "channel", grade_ids=set().union(*scored.values()))
+    config.merge(_channel_config(checker))
     coursedir = CourseDirectory(config=config, log=log)
     converter = Autograde(coursedir=coursedir, config=config, log=log)
-    try:
-        converter.start()
-    except NbGraderException:
-        pass  # recorded below from the log, the kernel-death file and the missing output
+    with checker:
+        try:
+            converter.start()
+        except NbGraderException:
+            pass  # recorded below from the log, the kernel-death file and the missing output
+    autograded = root / "autograded" / spec.student / spec.assignment
+    for name, cells in scored.items():
+        if cells:
+            apply_records(db_url, spec.assignment, spec.student, name, cells, checker.snapshot(),
+                          autograded / f"{name}.ipynb")
 
     death = read_kernel_death(report_dir)
-    autograded = root / "autograded" / spec.student / spec.assignment
     notebooks, status = [], STATUS_GRADED
     with Gradebook(db_url) as gb:
         timestamp = None

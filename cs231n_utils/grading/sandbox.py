@@ -113,6 +113,8 @@ class SandboxedKernelManager(AsyncKernelManager):
     kernel_prefix_json = Unicode("[]", help="JSON list: isolation command put before the kernel").tag(config=True)
     deadline = Float(0.0, help="time.time() at which the kernel is killed (0: never)").tag(config=True)
     report_dir = Unicode("", help="where the kernel's exit status is written when it dies").tag(config=True)
+    extra_binds_json = Unicode("[]", help="JSON list of [host_path, sandbox_path], bound read-write").tag(config=True)
+    extra_env_json = Unicode("{}", help="JSON object added to the kernel's environment").tag(config=True)
 
     _watchdog: threading.Timer | None = None
     _stopping = False
@@ -125,7 +127,8 @@ class SandboxedKernelManager(AsyncKernelManager):
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
         run_dir = Path(kw.get("cwd") or tempfile.mkdtemp(prefix="cs231n-run-"))
         inherited = kw.get("env") or {}
-        kw["env"] = {**kernel_environment(run_dir), "JPY_PARENT_PID": inherited.get("JPY_PARENT_PID", str(os.getpid()))}
+        kw["env"] = {**kernel_environment(run_dir), **self._extra_environment(),
+                     "JPY_PARENT_PID": inherited.get("JPY_PARENT_PID", str(os.getpid()))}
         kw["cwd"] = str(run_dir)
         await super()._async_launch_kernel(kernel_cmd, **kw)
         if self.deadline:
@@ -133,6 +136,14 @@ class SandboxedKernelManager(AsyncKernelManager):
             self._watchdog = threading.Timer(remaining, self._kill_for_deadline)
             self._watchdog.daemon = True
             self._watchdog.start()
+
+    def _extra_environment(self) -> dict[str, str]:
+        """``extra_env_json`` with sandbox paths of ``extra_binds_json`` mapped back to host paths:
+        without a mount namespace the kernel sees the host's files."""
+        env = json.loads(self.extra_env_json)
+        for host, inside in json.loads(self.extra_binds_json):
+            env = {k: host + v[len(inside):] if v == inside or v.startswith(inside + "/") else v for k, v in env.items()}
+        return env
 
     def _kill_for_deadline(self) -> None:
         self._record_death("wall-clock timeout")
