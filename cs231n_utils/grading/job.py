@@ -42,7 +42,7 @@ from nbgrader.preprocessors import (AssignLatePenalties, ClearHiddenTests, Check
 from traitlets.config import Config
 
 from .guard import GUARD_NAMES, CollectGuards, InjectGuards, read_guard_findings
-from .sandbox import SandboxedExecute, SandboxedKernelManager, SandboxLimits, read_kernel_death
+from .sandbox import JobSandbox, SandboxedExecute, SandboxedKernelManager, SandboxLimits, read_kernel_death
 from .tamper import scan_cells
 
 STATUS_GRADED = "graded"
@@ -325,12 +325,14 @@ def _grade(spec: JobSpec, workdir: Path, started: float) -> JobResult:
     log.propagate = False
     log.setLevel(logging.INFO)
     config = _job_config(spec, root, db_url, report_dir)
-    coursedir = CourseDirectory(config=config, log=log)
-    converter = Autograde(coursedir=coursedir, config=config, log=log)
-    try:
-        converter.start()
-    except NbGraderException:
-        pass  # recorded below from the log, the kernel-death file and the missing output
+    with JobSandbox(spec.limits, workdir) as sandbox:  # every process of the job dies on exit
+        config.merge(Config(sandbox.kernel_config()))
+        coursedir = CourseDirectory(config=config, log=log)
+        converter = Autograde(coursedir=coursedir, config=config, log=log)
+        try:
+            converter.start()
+        except NbGraderException:
+            pass  # recorded below from the log, the kernel-death file and the missing output
 
     death = read_kernel_death(report_dir)
     autograded = root / "autograded" / spec.student / spec.assignment
@@ -378,5 +380,6 @@ def _grade(spec: JobSpec, workdir: Path, started: float) -> JobResult:
             notebooks.append(result)
     if death and status == STATUS_GRADED:
         reasons.append(death)
+    reasons.extend(sandbox.faults)
     return JobResult(spec.assignment, spec.student, status, reasons, notebooks, timestamp,
                      seconds=time.perf_counter() - started)
