@@ -42,6 +42,7 @@ from nbgrader.preprocessors import (AssignLatePenalties, ClearHiddenTests, Check
 from traitlets.config import Config
 
 from .guard import GUARD_NAMES, CollectGuards, InjectGuards, read_guard_findings
+from .repair import known_cells, repair_notebook
 from .sandbox import JobSandbox, SandboxedExecute, SandboxedKernelManager, SandboxLimits, read_kernel_death
 from .tamper import scan_cells
 
@@ -305,6 +306,10 @@ def _grade(spec: JobSpec, workdir: Path, started: float) -> JobResult:
             reasons.append(problem)
             path.unlink()  # nbgrader then records the notebook as missing: every grade 0
             continue
+        repairs = repair_notebook(nb, known_cells(db_url, spec.assignment, name))
+        if repairs:
+            nbformat.write(nb, str(path))
+            reasons.extend(f"{name}: {r}" for r in repairs)
         reasons.extend(f"{name}: {r}" for r in _changed_instructor_cells(nb, info["locked"]))
         if spec.static_scan:
             findings = scan_cells(_student_cells(nb, info["locked"]),
