@@ -78,9 +78,19 @@ _DEATH_FILE = "kernel-death.json"
 SANDBOX_HOME = "/home/student"
 #: Where the student view of cs231n_utils is mounted inside the sandbox (on PYTHONPATH).
 SANDBOX_PACKAGE_DIR = "/opt/cs231n"
-#: Uids of the grading slots: UID_BASE + slot, one slot per job running on this machine.
-UID_BASE = 1_900_000_000
+#: Uids of the grading slots: the base + slot, one slot per job running on this machine. The
+#: environment variable lets two graders (or a test) on one machine use disjoint ranges.
+UID_BASE_VARIABLE = "CS231N_GRADE_UID_BASE"
+DEFAULT_UID_BASE = 1_900_000_000
 MAX_SLOTS = 256
+
+
+def uid_base() -> int:
+    """First uid of this grader's slots (``$CS231N_GRADE_UID_BASE``, default 1 900 000 000)."""
+    text = os.environ.get(UID_BASE_VARIABLE, str(DEFAULT_UID_BASE))
+    if not text.isdigit() or not 1000 <= int(text) <= 2**31 - 1 - MAX_SLOTS:
+        raise ValueError(f"{UID_BASE_VARIABLE} must be a uid between 1000 and {2**31 - 1 - MAX_SLOTS}, got {text!r}")
+    return int(text)
 
 
 @dataclass(frozen=True)
@@ -225,7 +235,7 @@ def _claim_slot() -> tuple[int, socket.socket]:
     for slot in range(MAX_SLOTS):
         holder = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            holder.bind(f"\0cs231n-grade-slot-{slot}")
+            holder.bind(f"\0cs231n-grade-slot-{uid_base()}-{slot}")
             return slot, holder
         except OSError:
             holder.close()
@@ -257,7 +267,7 @@ class JobSandbox:
         uid = None
         if os.geteuid() == 0:
             slot, self._slot = _claim_slot()
-            uid = UID_BASE + slot
+            uid = uid_base() + slot
             signal_uid(uid, signal.SIGKILL)  # anything a crashed earlier grader left behind
             cgroup_root = find_cgroup_root()
             if cgroup_root is not None:
