@@ -109,7 +109,7 @@ def _attacks(course: Path, port: int) -> dict[str, str]:
             "    pid = os.fork()\n"
             "    if pid == 0:\n"
             "        block = b'\\x01' * (800 * 2**20)\n"
-            "        time.sleep(3)\n"
+            "        time.sleep(1)\n"
             "        os._exit(0)\n"
             "    children.append(pid)\n"
             "statuses = [os.waitpid(pid, 0)[1] for pid in children]\n"
@@ -164,7 +164,7 @@ def _grade(root: Path, students: list[str], scratch: Path) -> subprocess.Complet
     env = {**os.environ, "TMPDIR": str(scratch), UID_BASE_VARIABLE: str(UID_BASE)}
     command = [sys.executable, "-m", "cs231n_utils.grading.cli", "--course", str(root), "--quiet", "autograde",
                dc.ASSIGNMENT, "--student", ",".join(students), "--workers", "2", "--no-static-scan",
-               "--timeout", "20", "--cell-timeout", "6", "--cpu-seconds", "8", "--memory-mb", str(MEMORY_MB),
+               "--timeout", "30", "--cell-timeout", "15", "--cpu-seconds", "8", "--memory-mb", str(MEMORY_MB),
                "--max-processes", "64"]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 
@@ -221,7 +221,7 @@ def test_nothing_outside_the_sandbox_was_reachable(batch, student):
 @pytest.mark.parametrize("student, words", [
     ("append_grader", "raised"), ("read_reference", "raised"), ("write_others", "raised"), ("network", "raised"),
     ("memory", f"memory limit reached ({MEMORY_MB} MB"), ("forkbomb", "BlockingIOError"),
-    ("kill_parent", "SIGKILL"), ("segfault", "SIGSEGV"),
+    ("kill_parent", "PermissionError"), ("segfault", "SIGSEGV"),
 ])
 def test_each_fault_has_a_readable_reason(batch, student, words):
     assert words in " ".join(batch["results"][student]["reasons"])
