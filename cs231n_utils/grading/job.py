@@ -43,7 +43,7 @@ from traitlets.config import Config
 
 from .guard import GUARD_NAMES, CollectGuards, InjectGuards, read_guard_findings
 from .repair import known_cells, repair_notebook
-from .sandbox import JobSandbox, SandboxedExecute, SandboxedKernelManager, SandboxLimits, read_kernel_death
+from .sandbox import JobSandbox, SandboxedExecute, SandboxedKernelManager, SandboxLimits, read_kernel_death, read_kernel_times
 from .tamper import scan_cells
 
 STATUS_GRADED = "graded"
@@ -93,6 +93,8 @@ class JobResult:
     notebooks: list[NotebookResult]
     timestamp: str | None = None
     seconds: float = 0.0
+    #: wall seconds per phase of the job (see :func:`_phase_timings`), for the benchmark
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def score(self) -> float:
@@ -330,6 +332,7 @@ def _grade(spec: JobSpec, workdir: Path, started: float) -> JobResult:
     log.propagate = False
     log.setLevel(logging.INFO)
     config = _job_config(spec, root, db_url, report_dir)
+    clock = {"prepared": time.time()}
     with JobSandbox(spec.limits, workdir) as sandbox:  # every process of the job dies on exit
         config.merge(Config(sandbox.kernel_config()))
         coursedir = CourseDirectory(config=config, log=log)
@@ -338,6 +341,8 @@ def _grade(spec: JobSpec, workdir: Path, started: float) -> JobResult:
             converter.start()
         except NbGraderException:
             pass  # recorded below from the log, the kernel-death file and the missing output
+        clock["graded"] = time.time()
+    clock["cleaned"] = time.time()
 
     death = read_kernel_death(report_dir)
     autograded = root / "autograded" / spec.student / spec.assignment
@@ -386,5 +391,19 @@ def _grade(spec: JobSpec, workdir: Path, started: float) -> JobResult:
     if death and status == STATUS_GRADED:
         reasons.append(death)
     reasons.extend(sandbox.faults)
-    return JobResult(spec.assignment, spec.student, status, reasons, notebooks, timestamp,
-                     seconds=time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return JobResult(spec.assignment, spec.student, status, reasons, notebooks, timestamp, seconds=seconds,
+                     timings=_phase_timings(clock, read_kernel_times(report_dir), time.time() - seconds))
+
+
+def _phase_timings(clock: dict[str, float], kernel: dict[str, float], began: float) -> dict[str, float]:
+    """Seconds per phase: ``prepare`` (private course, checks, repair), ``nbgrader_to_kernel``
+    (sandbox set-up and nbgrader's preprocessors before the kernel), ``kernel`` (kernel start and
+    every cell), ``nbgrader_after`` (saving grades), ``cleanup`` (killing the job's processes),
+    ``collect`` (reading the private gradebook back)."""
+    end = time.time()
+    launch = kernel.get("kernel_launch", clock["graded"])
+    shutdown = kernel.get("kernel_shutdown", launch)
+    return {"prepare": clock["prepared"] - began, "nbgrader_to_kernel": launch - clock["prepared"],
+            "kernel": shutdown - launch, "nbgrader_after": clock["graded"] - shutdown,
+            "cleanup": clock["cleaned"] - clock["graded"], "collect": end - clock["cleaned"]}

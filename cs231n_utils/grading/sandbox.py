@@ -74,6 +74,8 @@ os.execvp(sys.argv[2], sys.argv[2:])
 _SCRUBBED_PREFIXES = ("NBGRADER_", "JUPYTER_", "DASK_", "PYTEST_")
 _SINGLE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _DEATH_FILE = "kernel-death.json"
+#: Timestamps of the kernel's launch and shutdown, one JSON object per line, in the report folder.
+TIMES_FILE = "kernel-times.jsonl"
 #: The student's writable home inside the sandbox (the kernel's working directory).
 SANDBOX_HOME = "/home/student"
 #: Where the student view of cs231n_utils is mounted inside the sandbox (on PYTHONPATH).
@@ -483,6 +485,7 @@ class SandboxedKernelManager(AsyncKernelManager):
             kernel_cmd = [sys.executable, "-I", "-S", "-c", _LAUNCHER, json.dumps(limits),
                           *bwrap_command(plan, run_dir, self._kernel_dir, binds, env, kernel_cmd)]
         kw["cwd"] = str(run_dir)
+        self._record_time("kernel_launch")
         await super()._async_launch_kernel(kernel_cmd, **kw)
         if self.deadline:
             remaining = max(0.0, self.deadline - time.time())
@@ -521,8 +524,15 @@ class SandboxedKernelManager(AsyncKernelManager):
         if not path.exists():
             path.write_text(json.dumps({"cause": cause}))
 
+    def _record_time(self, event: str) -> None:
+        """Append ``event``'s ``time.time()`` to the job's timing file (for the benchmark's breakdown)."""
+        if self.report_dir:
+            with open(Path(self.report_dir) / TIMES_FILE, "a") as times:
+                times.write(json.dumps({event: time.time()}) + "\n")
+
     async def _async_shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
         self._stopping = True
+        self._record_time("kernel_shutdown")
         await super()._async_shutdown_kernel(now=now, restart=restart)
 
     shutdown_kernel = _async_shutdown_kernel
@@ -568,6 +578,17 @@ def describe_exit(code: int | None, *, sandboxed: bool = False) -> str:
         }
         return f"kernel died: {known.get(number, f'signal {number}')}"
     return f"kernel exited with status {code} (os._exit or a crash)"
+
+
+def read_kernel_times(report_dir: Path) -> dict[str, float]:
+    """``{event: time.time()}`` the kernel manager recorded in ``report_dir`` (first of each)."""
+    path = Path(report_dir) / TIMES_FILE
+    times: dict[str, float] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            for event, when in json.loads(line).items():
+                times.setdefault(event, when)
+    return times
 
 
 def read_kernel_death(report_dir: Path) -> str | None:
