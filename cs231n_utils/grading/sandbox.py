@@ -318,7 +318,7 @@ def _system_mounts() -> list[str]:
             arguments += ["--symlink", os.readlink(path), str(path)]
         elif path.is_dir():
             arguments += ["--ro-bind", str(path), str(path)]
-    for name in ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime"):
+    for name in ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "fonts"):
         path = Path("/etc") / name
         if path.exists():
             arguments += ["--ro-bind", str(path), str(path)]
@@ -419,6 +419,28 @@ def sandbox_environment(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+@functools.lru_cache(maxsize=1)
+def _grader_font_cache() -> Path | None:
+    """matplotlib's font list as the grader built it (the same fonts are mounted in the sandbox)."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    found = sorted(Path(matplotlib.get_cachedir()).glob("fontlist-v*.json"))
+    return found[-1] if found else None
+
+
+def _seeded_matplotlib_dir(kernel_dir: Path) -> Path:
+    """The kernel's private ``MPLCONFIGDIR``, holding a copy of the grader's font list, so that
+    importing matplotlib in every kernel does not rebuild it (about a second each)."""
+    folder = kernel_dir / "matplotlib"
+    folder.mkdir(exist_ok=True)
+    font_cache = _grader_font_cache()
+    if font_cache is not None:
+        shutil.copy(font_cache, folder / font_cache.name)
+    return folder
+
+
 def _chown_tree(path: Path, uid: int) -> None:
     os.chown(path, uid, uid)
     for folder, dirs, files in os.walk(path):
@@ -472,12 +494,13 @@ class SandboxedKernelManager(AsyncKernelManager):
                          "JPY_PARENT_PID": inherited.get("JPY_PARENT_PID", str(os.getpid()))}
         else:
             assert self._kernel_dir is not None
+            env = sandbox_environment(json.loads(self.extra_env_json))
+            env["MPLCONFIGDIR"] = str(_seeded_matplotlib_dir(self._kernel_dir))
             if plan.uid is not None:
                 _chown_tree(self._kernel_dir, plan.uid)
                 _chown_tree(run_dir, plan.uid)
                 run_dir.chmod(0o755)  # bwrap's --chdir runs as root without CAP_DAC_OVERRIDE
             binds = [tuple(pair) for pair in json.loads(self.extra_binds_json)]
-            env = sandbox_environment(json.loads(self.extra_env_json))
             kw["env"] = {"PATH": env["PATH"]}
             limits = {**json.loads(self.limits_json), "cgroup.procs": list(plan.cgroup_procs)}
             if plan.uid is not None and not plan.cgroup_procs:
@@ -610,6 +633,8 @@ class SandboxedExecute(Execute):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["kernel_manager_class"] = SandboxedKernelManager
         super().__init__(*args, **kwargs)
+        # every cell has run: kill the kernel at once (the job kills all its processes anyway)
+        self.shutdown_kernel = "immediate"
 
     def preprocess(self, nb, resources, km=None):  # noqa: ANN001 - nbconvert's signature
         source_dir = Path(resources.get("metadata", {}).get("path") or ".")
