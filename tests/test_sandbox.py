@@ -147,3 +147,43 @@ def test_figures_and_copied_cells_survive_sandboxed_grading(course):
                             as_version=4)
     assert any("image/png" in o.get("data", {}) for c in on_disk.cells for o in c.get("outputs", []))
     assert sum("copied nbgrader metadata" in r for r in results["copier"].reasons) == 3
+
+
+@needs_isolation
+def test_extra_binds_and_env_reach_the_sandboxed_kernel_and_nothing_else_does(tmp_path):
+    """The contract the checker's channel uses: ``extra_binds_json`` and ``extra_env_json``."""
+    import asyncio
+    import json
+
+    from cs231n_utils.grading.sandbox import JobSandbox, SandboxedKernelManager
+
+    channel = tmp_path / "channel"
+    channel.mkdir()
+    (channel / "hello.txt").write_text("from the checker")
+    code = ("import os\n"
+            "open('/run/channel/reply.txt', 'w').write(open('/run/channel/hello.txt').read())\n"
+            f"print(os.environ['CS231N_CHANNEL'], os.path.exists({str(channel / 'hello.txt')!r}), os.getuid() != 0)")
+
+    async def run(config: dict) -> str:
+        km = SandboxedKernelManager(kernel_name="python3", **config["SandboxedKernelManager"],
+                                    extra_binds_json=json.dumps([[str(channel), "/run/channel"]]),
+                                    extra_env_json=json.dumps({"CS231N_CHANNEL": "/run/channel"}))
+        await km.start_kernel(cwd=str(work))
+        client = km.client()
+        client.start_channels()
+        try:
+            await client.wait_for_ready(timeout=60)
+            printed = []
+            await client.execute_interactive(code, timeout=60, output_hook=lambda m: printed.append(
+                m["content"].get("text", "")))
+            return "".join(printed)
+        finally:
+            client.stop_channels()
+            await km.shutdown_kernel(now=True)
+
+    work = tmp_path / "job"
+    work.mkdir()
+    with JobSandbox(SandboxLimits(), work) as sandbox:
+        printed = asyncio.run(run(sandbox.kernel_config()))
+    assert printed.split() == ["/run/channel", "False", "True"]
+    assert (channel / "reply.txt").read_text() == "from the checker"

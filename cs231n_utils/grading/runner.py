@@ -12,8 +12,8 @@ Three engines, one interface (:func:`run_jobs`):
 
 Worker processes are forked where the platform allows it (see :func:`_start_method`); the
 parent opens no gradebook before they start. Jobs are submitted lazily, at most ``2 * workers`` in flight, so 700 submissions never sit in
-memory at once. A job whose worker dies is retried once (the pool's other jobs with it; Dask's
-``allowed-failures`` is 1); lost again, it comes back as a failed
+memory at once. A job whose worker dies is retried once (the pool's other jobs with it, each
+alone; Dask's ``allowed-failures`` is 1); lost again, it comes back as a failed
 :class:`~cs231n_utils.grading.job.JobResult` saying so, and the batch always continues.
 """
 from __future__ import annotations
@@ -41,7 +41,8 @@ def _start_method() -> str:
 
 def _run_pool(specs: Iterator[JobSpec], workers: int) -> Iterator[JobResult]:
     """Grade on a process pool; when a worker dies, the pool breaks and every job it held is
-    retried once in a fresh pool (recorded in its reasons), a job lost twice is failed."""
+    retried once, alone, in a fresh pool (recorded in its reasons); a job lost on its own
+    retry is failed, so a job that kills its worker never costs a neighbour its grade."""
     context = multiprocessing.get_context(_start_method())
     retries: deque[JobSpec] = deque()
     retried: set[tuple[str, str]] = set()
@@ -51,8 +52,15 @@ def _run_pool(specs: Iterator[JobSpec], workers: int) -> Iterator[JobResult]:
             pending: dict = {}
             broken = False
             while True:
-                while not broken and len(pending) < 2 * workers:
-                    spec = retries.popleft() if retries else next(specs, None)
+                while not broken and not any((s.assignment, s.student) in retried for s in pending.values()):
+                    if retries:  # a retried job runs alone: losing it again is then its own doing
+                        if not pending:
+                            spec = retries.popleft()
+                            pending[pool.submit(grade_submission, spec)] = spec
+                        break
+                    if len(pending) >= 2 * workers:
+                        break
+                    spec = next(specs, None)
                     if spec is None:
                         exhausted = True
                         break

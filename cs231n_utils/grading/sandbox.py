@@ -182,20 +182,18 @@ class IsolationPlan:
 
 
 def processes_of_uid(uid: int) -> set[int]:
-    """Process ids whose real uid is ``uid`` (from ``/proc``)."""
+    """Live (not zombie) process ids whose real uid is ``uid`` (from ``/proc``)."""
     found = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/status") as status:
-                for line in status:
-                    if line.startswith("Uid:"):
-                        if int(line.split()[1]) == uid:
-                            found.add(int(entry))
-                        break
+                fields = dict(line.split(":", 1) for line in status if ":" in line)
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
+        if int(fields.get("Uid", "-1 ").split()[0]) == uid and not fields.get("State", "").strip().startswith("Z"):
+            found.add(int(entry))
     return found
 
 
@@ -290,6 +288,10 @@ class JobSandbox:
         try:
             if self.plan is not None and self.plan.uid is not None:
                 left = processes_of_uid(self.plan.uid)
+                deadline = time.monotonic() + 2.0
+                while left and time.monotonic() < deadline:  # the PID namespace is still being torn down
+                    time.sleep(0.05)
+                    left = processes_of_uid(self.plan.uid)
                 if left:
                     self.faults.append(f"{len(left)} process(es) still running after the kernel "
                                        "stopped were killed")
@@ -457,7 +459,8 @@ class SandboxedKernelManager(AsyncKernelManager):
     report_dir = Unicode("", help="where the kernel's exit status is written when it dies").tag(config=True)
     isolation_json = Unicode("", help="JSON of the job's IsolationPlan ('': no isolation)").tag(config=True)
     work_dir = Unicode("", help="the job's private folder (holds the kernel's sockets)").tag(config=True)
-    extra_binds_json = Unicode("[]", help="JSON list of [host_path, sandbox_path], bound read-write").tag(config=True)
+    extra_binds_json = Unicode("[]", help="JSON list of [host_path, sandbox_path], bound read-write "
+                               "and handed to the sandbox's uid").tag(config=True)
     extra_env_json = Unicode("{}", help="JSON object added to the sandbox's allowlisted environment").tag(config=True)
 
     _watchdog: threading.Timer | None = None
@@ -501,6 +504,9 @@ class SandboxedKernelManager(AsyncKernelManager):
                 _chown_tree(run_dir, plan.uid)
                 run_dir.chmod(0o755)  # bwrap's --chdir runs as root without CAP_DAC_OVERRIDE
             binds = [tuple(pair) for pair in json.loads(self.extra_binds_json)]
+            if plan.uid is not None:
+                for host, _ in binds:  # the sandbox's uid must be able to use what it is given
+                    _chown_tree(Path(host), plan.uid)
             kw["env"] = {"PATH": env["PATH"]}
             limits = {**json.loads(self.limits_json), "cgroup.procs": list(plan.cgroup_procs)}
             if plan.uid is not None and not plan.cgroup_procs:
