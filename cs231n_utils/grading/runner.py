@@ -19,6 +19,7 @@ alone; Dask's ``allowed-failures`` is 1); lost again, it comes back as a failed
 from __future__ import annotations
 
 import multiprocessing
+import tempfile
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -135,10 +136,12 @@ def run_jobs(specs: Iterable[JobSpec], *, workers: int = 1, scheduler: str | Non
         import dask
         from distributed import Client, LocalCluster
 
-        # allowed-failures 1: a job whose worker dies is retried once, then fails as KilledWorker
-        with dask.config.set({"distributed.worker.multiprocessing-method": _start_method(),
-                              "distributed.scheduler.allowed-failures": 1}):
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, memory_limit=0)
-        with cluster, Client(cluster) as client:
-            yield from _run_dask(specs, client, workers)
+        # allowed-failures 1: a job whose worker dies is retried once, then fails as KilledWorker;
+        # the workers' scratch folder is ours, so it goes with the batch
+        with tempfile.TemporaryDirectory(prefix="cs231n-dask-") as scratch:
+            with dask.config.set({"distributed.worker.multiprocessing-method": _start_method(),
+                                  "distributed.scheduler.allowed-failures": 1, "temporary-directory": scratch}):
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, memory_limit=0, local_directory=scratch)
+                with cluster, Client(cluster) as client:
+                    yield from _run_dask(specs, client, workers)
