@@ -7,7 +7,9 @@ gradebook *template* (the assignment's structure, no students). It then runs nbg
 :class:`~nbgrader.converters.Autograde` converter on it, with three additions to nbgrader's
 autograde preprocessors: :class:`~.guard.InjectGuards`, :class:`~.sandbox.SandboxedExecute`
 (in place of ``Execute``) and :class:`~.guard.CollectGuards`; and ``OverwriteCells`` re-adds
-deleted test cells from the gradebook. The real gradebook is never opened here: the job
+deleted test cells from the gradebook. Copied nbgrader metadata in the student's own cells is
+repaired first (:mod:`~.repair`), and the kernel runs in the job's OS sandbox
+(:class:`~.sandbox.JobSandbox`), whose processes all die when the job ends. The real gradebook is never opened here: the job
 returns a picklable :class:`JobResult` and the parent process merges it
 (:mod:`cs231n_utils.grading.gradebook`), one at a time.
 
