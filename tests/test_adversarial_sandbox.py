@@ -25,7 +25,7 @@ import cs231n_utils
 from cs231n_utils.grading import demo_course as dc
 from cs231n_utils.grading.course import open_course
 from cs231n_utils.grading.gradebook import load_results
-from cs231n_utils.grading.sandbox import MAX_SLOTS, UID_BASE_VARIABLE, isolation_problem, processes_of_uid
+from cs231n_utils.grading.sandbox import UID_BASE_VARIABLE, isolation_problem, processes_of_uid
 
 PROBLEM = isolation_problem()
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning"),
