@@ -1,8 +1,10 @@
 """Throughput of ``cs231n-grade autograde`` against plain sequential ``nbgrader autograde``.
 
-Builds the demo course (:mod:`cs231n_utils.grading.demo_course`) with N simulated submissions
-(half correct, a quarter passing only the visible test, a quarter the blank release), copies it
-three times and grades each copy once, all in this one run, as a fresh command each:
+Builds a course with N simulated submissions, copies it three times and grades each copy once,
+all in this one run, as a fresh command each. ``--assignment update_rules`` (the issue's
+benchmark): the course's real ``update_rules`` assignment, every submission the honest solution.
+``--assignment demo``: the demo course (:mod:`cs231n_utils.grading.demo_course`), half correct,
+a quarter passing only the visible test, a quarter the blank release. The commands:
 
 1. ``nbgrader autograde ps1`` (sequential, no sandbox: the baseline),
 2. ``cs231n-grade autograde ps1 --workers 1`` (one sandboxed worker process),
@@ -11,7 +13,7 @@ three times and grades each copy once, all in this one run, as a fresh command e
 Prints submissions per minute, the ratios to nbgrader, whether all three gradebooks agree, and
 where the time of our runs goes (start-up, per-job time, parallel efficiency).
 
-    PYTHONPATH=. .venv/bin/python benchmarks/autograde.py --submissions 40
+    PYTHONPATH=. .venv/bin/python benchmarks/autograde.py --assignment update_rules --submissions 16
 """
 from __future__ import annotations
 
@@ -26,12 +28,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import nbformat
 from nbgrader.api import Gradebook
 
 from cs231n_utils.grading import demo_course as dc
 from cs231n_utils.grading.course import ensure_tools_on_path, open_course
 
 PARTIAL = "def double(x):\n    return 4 if np.isscalar(x) else x"
+
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def make_course(root: Path, submissions: int) -> Path:
@@ -42,8 +48,39 @@ def make_course(root: Path, submissions: int) -> Path:
     return root
 
 
+def _solution_source(source: str) -> str:
+    """A solution cell as an honest student writes it: the solution without nbgrader's markers."""
+    return "\n".join(line for line in source.splitlines() if "### BEGIN SOLUTION" not in line
+                     and "### END SOLUTION" not in line)
+
+
+def make_real_course(root: Path, assignment: str, submissions: int) -> Path:
+    """The course's own ``assignment``, released with nbgrader, with ``submissions`` honest students."""
+    root.mkdir(parents=True)
+    shutil.copy(REPO / "nbgrader_config.py", root)
+    shutil.copytree(REPO / "solutions" / assignment, root / "solutions" / assignment)
+    env = {k: v for k, v in os.environ.items() if k != "CS231N_GRADEBOOK_URL"}
+    subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", assignment, "--force"], cwd=root,
+                   env=env, check=True, capture_output=True)
+    for source in (root / "solutions" / assignment).glob("*.ipynb"):
+        solution = nbformat.read(str(source), as_version=4)
+        answers = {c.metadata["nbgrader"]["grade_id"]: _solution_source(c.source) for c in solution.cells
+                   if c.metadata.get("nbgrader", {}).get("solution")}
+        release = nbformat.read(str(root / "assignments" / assignment / source.name), as_version=4)
+        for cell in release.cells:
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if grade_id in answers:
+                cell.source = answers[grade_id]
+        for index in range(submissions):
+            folder = root / "submitted" / f"student{index:03d}" / assignment
+            folder.mkdir(parents=True, exist_ok=True)
+            nbformat.write(release, str(folder / source.name))
+            (folder / "timestamp.txt").write_text("2026-01-01 12:00:00.000000 UTC")
+    return root
+
+
 def timed(command: list[str], cwd: Path) -> float:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")])}
+    env = {**{k: v for k, v in os.environ.items() if k != "CS231N_GRADEBOOK_URL"}, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")])}
     started = time.perf_counter()
     completed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
@@ -52,15 +89,17 @@ def timed(command: list[str], cwd: Path) -> float:
     return elapsed
 
 
-def scores(root: Path) -> dict[str, float]:
+def scores(root: Path, assignment: str) -> dict[str, float]:
     coursedir, _ = open_course(root)
     with Gradebook(coursedir.db_url) as gb:
-        return {s.student.id: float(s.score) for s in gb.find_assignment(dc.ASSIGNMENT).submissions}
+        return {s.student.id: float(s.score) for s in gb.find_assignment(assignment).submissions}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--submissions", type=int, default=40)
+    parser.add_argument("--submissions", type=int, default=16)
+    parser.add_argument("--assignment", default="update_rules",
+                        help="'demo' (the demo course) or an assignment of this course (default: update_rules)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="rounds; each round runs the three commands in a rotated order, the median is shown")
     args = parser.parse_args()
@@ -69,13 +108,15 @@ def main() -> None:
     ensure_tools_on_path()
     python = sys.executable
     with tempfile.TemporaryDirectory(prefix="cs231n-bench-") as scratch:
-        base = make_course(Path(scratch) / "base", args.submissions)
+        assignment = dc.ASSIGNMENT if args.assignment == "demo" else args.assignment
+        base = (make_course(Path(scratch) / "base", args.submissions) if args.assignment == "demo"
+                else make_real_course(Path(scratch) / "base", assignment, args.submissions))
         runs = {
-            "nbgrader autograde (sequential)": [python, "-m", "nbgrader", "autograde", dc.ASSIGNMENT],
+            "nbgrader autograde (sequential)": [python, "-m", "nbgrader", "autograde", assignment],
             "cs231n-grade --workers 1": [python, "-m", "cs231n_utils.grading.cli", "--quiet", "autograde",
-                                         dc.ASSIGNMENT, "--workers", "1"],
+                                         assignment, "--workers", "1"],
             "cs231n-grade --workers 2": [python, "-m", "cs231n_utils.grading.cli", "--quiet", "autograde",
-                                         dc.ASSIGNMENT, "--workers", "2"],
+                                         assignment, "--workers", "2"],
         }
         walls: dict[str, list[float]] = {label: [] for label in runs}
         results: dict[str, object] = {}
@@ -86,10 +127,11 @@ def main() -> None:
                 course = Path(scratch) / f"round{round_index}" / label.split()[0] / label.split()[-1]
                 shutil.copytree(base, course)
                 walls[label].append(timed(runs[label], course))
-                results[label] = scores(course)
+                results[label] = scores(course, assignment)
                 if label.startswith("cs231n"):
-                    table = json.loads((course / "grading" / dc.ASSIGNMENT / "results.json").read_text())
+                    table = json.loads((course / "grading" / assignment / "results.json").read_text())
                     results.setdefault(label + " job seconds", []).extend(e["seconds"] for e in table.values())
+                    results.setdefault(label + " phases", []).extend(e.get("timings", {}) for e in table.values())
                 print(f"round {round_index + 1}: {label}: {walls[label][-1]:.1f} s", flush=True)
         seconds = {label: statistics.median(values) for label, values in walls.items()}
     n = args.submissions
@@ -108,6 +150,11 @@ def main() -> None:
         print(f"{label}: mean job {busy / len(jobs):.2f} s (kernel start, guarded execution, private gradebook); "
               f"jobs' busy time / wall / workers = {busy / args.repeats / seconds[label] / workers:.0%}; "
               f"rest = interpreter, nbgrader and worker start-up, template, serial merges")
+        phases = [p for p in results[label + " phases"] if p]
+        if phases:
+            print("  per-submission breakdown, mean s: " + ", ".join(
+                f"{name} {statistics.mean(p[name] for p in phases):.2f}" for name in phases[0]))
+    print(f"nbgrader autograde: {baseline / n:.2f} s per submission (kernel start and every cell, sequential)")
 
 
 if __name__ == "__main__":

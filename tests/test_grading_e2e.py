@@ -22,12 +22,16 @@ from cs231n_utils.grading.cli import main
 from cs231n_utils.grading.course import open_course
 from cs231n_utils.grading.gradebook import load_results, make_template
 from cs231n_utils.grading.job import JobSpec, grade_submission, read_files
-from cs231n_utils.grading.sandbox import SandboxLimits
+from cs231n_utils.grading.sandbox import SandboxLimits, isolation_problem
 
 # nbgrader's own update_or_create_submission triggers SQLAlchemy autoflush warnings
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")]
 
-LIMITS = SandboxLimits(timeout_s=25, cell_timeout_s=8, memory_mb=1536, cpu_seconds=5)
+# The OS sandbox (bubblewrap) where this machine has it, as in CI; unisolated elsewhere so that the
+# grading pipeline is still tested (tests/test_adversarial_sandbox.py is skipped there).
+ISOLATED = isolation_problem() is None
+LIMITS = SandboxLimits(timeout_s=25, cell_timeout_s=8, memory_mb=1536, cpu_seconds=5, isolate=ISOLATED)
+UNSAFE = [] if ISOLATED else ["--unsafe-no-isolation"]
 WRONG = "def double(x):\n    return 4 if np.isscalar(x) else x"  # passes the visible test only
 
 SUBMISSIONS = {
@@ -196,7 +200,7 @@ def test_rerun_is_idempotent_and_touches_only_the_chosen_students(course):
 def test_cli_autograde_reports_failures_and_exits_1(course, capsys):
     root, _ = course
     code = main(["--course", str(root), "--quiet", "autograde", dc.ASSIGNMENT, "--student", "honest,crash",
-                 "--timeout", "25", "--cell-timeout", "8", "--memory-mb", "1536", "--cpu-seconds", "5"])
+                 "--timeout", "25", "--cell-timeout", "8", "--memory-mb", "1536", "--cpu-seconds", "5", *UNSAFE])
     out = capsys.readouterr().out
     assert code == 1
     assert "1 failed, 1 graded" in out and "crash: failed, 0/3" in out
@@ -255,7 +259,7 @@ def test_wall_clock_watchdog_kills_a_kernel_that_outlives_its_budget(course):
     template = make_template(coursedir.db_url, dc.ASSIGNMENT, root / "watchdog-template.db").read_bytes()
     files = {"ps1.ipynb": nbformat.writes(dc.released_notebook(root)).encode()}
     files["ps1.ipynb"] = files["ps1.ipynb"].replace(b"raise NotImplementedError()", b"import time; time.sleep(120)")
-    limits = SandboxLimits(timeout_s=6, cell_timeout_s=100, memory_mb=1536, cpu_seconds=5)
+    limits = SandboxLimits(timeout_s=6, cell_timeout_s=100, memory_mb=1536, cpu_seconds=5, isolate=ISOLATED)
     spec = JobSpec(dc.ASSIGNMENT, "watchdog", files, {}, template, coursedir.course_id, dict(config), limits)
     result = grade_submission(spec)
     assert result.status == "failed" and result.score == 0.0

@@ -19,7 +19,7 @@ from .course import assignment_path, open_course
 from .gradebook import make_template, merge_result, save_results, write_autograded
 from .job import JobResult, JobSpec, read_files
 from .runner import run_jobs
-from .sandbox import SandboxLimits
+from .sandbox import SandboxLimits, isolation_problem
 
 #: results.json is rewritten after this many merged results (and at the end, even on errors).
 SAVE_EVERY = 25
@@ -66,6 +66,10 @@ def autograde(course_dir: str | Path, assignment: str, *, students: list[str] | 
     if missing:
         raise ValueError(f"students have no submission of {assignment!r}: {', '.join(missing)}")
     limits = limits or SandboxLimits()
+    problem = isolation_problem() if limits.isolate and scheduler is None else None
+    if problem:
+        raise ValueError(f"refusing to grade without OS isolation: {problem}. Install bubblewrap, or pass "
+                         "--unsafe-no-isolation (SandboxLimits(isolate=False)) to run student code unsandboxed")
     results: list[JobResult] = []
     with tempfile.TemporaryDirectory(prefix="cs231n-template-") as scratch:
         template = make_template(coursedir.db_url, assignment, Path(scratch) / "template.db").read_bytes()

@@ -51,7 +51,9 @@ def _cmd_autograde(args: argparse.Namespace) -> int:
     students = args.student.split(",") if args.student else submitted_students(args.course, args.assignment)
     limits = SandboxLimits(timeout_s=args.timeout, cell_timeout_s=min(args.cell_timeout, args.timeout),
                            memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds,
-                           kernel_prefix=tuple(args.kernel_prefix.split()) if args.kernel_prefix else ())
+                           max_processes=args.max_processes,
+                           kernel_prefix=tuple(args.kernel_prefix.split()) if args.kernel_prefix else (),
+                           isolate=not args.unsafe_no_isolation)
     with tqdm(total=len(students), desc=f"autograde {args.assignment}", unit="submission",
               disable=args.quiet) as bar:
         def progress(result) -> None:
@@ -132,10 +134,16 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--student", help="comma-separated student ids (default: every submission)")
     grade.add_argument("--timeout", type=float, default=300.0, help="wall-clock seconds per submission")
     grade.add_argument("--cell-timeout", type=float, default=60.0, help="seconds per cell before an interrupt")
-    grade.add_argument("--memory-mb", type=int, default=2048, help="address-space limit of the kernel")
+    grade.add_argument("--memory-mb", type=int, default=2048,
+                       help="memory of all of a submission's processes together (MB; default: 2048)")
     grade.add_argument("--cpu-seconds", type=int, default=240, help="CPU-time limit of the kernel")
+    grade.add_argument("--max-processes", type=int, default=256,
+                       help="processes and threads of one submission, all together (default: 256)")
     grade.add_argument("--kernel-prefix", help="isolation command put before the kernel, e.g. 'bwrap ...'")
     grade.add_argument("--no-static-scan", action="store_true", help="skip the static tamper scan")
+    grade.add_argument("--unsafe-no-isolation", action="store_true",
+                       help="run kernels without the OS sandbox (bubblewrap) where it is unavailable: the "
+                            "student's code can then read and change whatever the grading user can")
     grade.set_defaults(run=_cmd_autograde)
 
     feedback = commands.add_parser("feedback", help="nbgrader generate_feedback, per student")

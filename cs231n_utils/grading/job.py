@@ -7,7 +7,9 @@ gradebook *template* (the assignment's structure, no students). It then runs nbg
 :class:`~nbgrader.converters.Autograde` converter on it, with three additions to nbgrader's
 autograde preprocessors: :class:`~.guard.InjectGuards`, :class:`~.sandbox.SandboxedExecute`
 (in place of ``Execute``) and :class:`~.guard.CollectGuards`; and ``OverwriteCells`` re-adds
-deleted test cells from the gradebook. The real gradebook is never opened here: the job
+deleted test cells from the gradebook. Copied nbgrader metadata in the student's own cells is
+repaired first (:mod:`~.repair`), and the kernel runs in the job's OS sandbox
+(:class:`~.sandbox.JobSandbox`), whose processes all die when the job ends. The real gradebook is never opened here: the job
 returns a picklable :class:`JobResult` and the parent process merges it
 (:mod:`cs231n_utils.grading.gradebook`), one at a time.
 
@@ -46,7 +48,8 @@ from ..kernel import SOCKET_VARIABLE
 from .checker import TrustedChecker
 from .checker_scores import apply_records, checked_cells
 from .guard import GUARD_NAMES, CollectGuards, InjectGuards, read_guard_findings
-from .sandbox import SandboxedExecute, SandboxedKernelManager, SandboxLimits, read_kernel_death
+from .repair import known_cells, repair_notebook
+from .sandbox import JobSandbox, SandboxedExecute, SandboxedKernelManager, SandboxLimits, read_kernel_death, read_kernel_times
 from .tamper import scan_cells
 
 STATUS_GRADED = "graded"
@@ -98,6 +101,8 @@ class JobResult:
     notebooks: list[NotebookResult]
     timestamp: str | None = None
     seconds: float = 0.0
+    #: wall seconds per phase of the job (see :func:`_phase_timings`), for the benchmark
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def score(self) -> float:
@@ -145,6 +150,7 @@ def _job_config(spec: JobSpec, root: Path, db_url: str, report_dir: Path) -> Con
             "kernel_prefix_json": json.dumps(list(spec.limits.kernel_prefix)),
             "deadline": time.time() + spec.limits.timeout_s,
             "report_dir": str(report_dir),
+            "assignment": spec.assignment,
         },
         "CollectGuards": {"report_dir": str(report_dir)},
     }))
@@ -327,6 +333,10 @@ def _grade(spec: JobSpec, workdir: Path, started: float) -> JobResult:
             unreadable[name] = problem
             path.unlink()  # nbgrader then records the notebook as missing: every grade 0
             continue
+        repairs = repair_notebook(nb, known_cells(db_url, spec.assignment, name))
+        if repairs:
+            nbformat.write(nb, str(path))
+            reasons.extend(f"{name}: {r}" for r in repairs)
         reasons.extend(f"{name}: {r}" for r in _changed_instructor_cells(nb, info["locked"]))
         if spec.static_scan:
             findings = scan_cells(_student_cells(nb, info["locked"]),
@@ -350,13 +360,18 @@ def _grade(spec: JobSpec, workdir: Path, started: float) -> JobResult:
     scored = {name: checked_cells(info["code_grade_cells"]) for name, info in structure.items()}
     checker = TrustedChecker(workdir / "channel", grade_ids=set().union(*scored.values()))
     config.merge(_channel_config(checker))
-    coursedir = CourseDirectory(config=config, log=log)
-    converter = Autograde(coursedir=coursedir, config=config, log=log)
-    with checker:
+    clock = {"prepared": time.time()}
+    # every process of the job dies when the sandbox closes; the checker stops listening after
+    with checker, JobSandbox(spec.limits, workdir) as sandbox:
+        config.merge(Config(sandbox.kernel_config()))
+        coursedir = CourseDirectory(config=config, log=log)
+        converter = Autograde(coursedir=coursedir, config=config, log=log)
         try:
             converter.start()
         except NbGraderException:
             pass  # recorded below from the log, the kernel-death file and the missing output
+        clock["graded"] = time.time()
+    clock["cleaned"] = time.time()
     autograded = root / "autograded" / spec.student / spec.assignment
     for name, cells in scored.items():
         if cells:
@@ -412,5 +427,20 @@ def _grade(spec: JobSpec, workdir: Path, started: float) -> JobResult:
             notebooks.append(result)
     if death and status == STATUS_GRADED:
         reasons.append(death)
-    return JobResult(spec.assignment, spec.student, status, reasons, notebooks, timestamp,
-                     seconds=time.perf_counter() - started)
+    reasons.extend(sandbox.faults)
+    seconds = time.perf_counter() - started
+    return JobResult(spec.assignment, spec.student, status, reasons, notebooks, timestamp, seconds=seconds,
+                     timings=_phase_timings(clock, read_kernel_times(report_dir), time.time() - seconds))
+
+
+def _phase_timings(clock: dict[str, float], kernel: dict[str, float], began: float) -> dict[str, float]:
+    """Seconds per phase: ``prepare`` (private course, checks, repair), ``nbgrader_to_kernel``
+    (sandbox set-up and nbgrader's preprocessors before the kernel), ``kernel`` (kernel start and
+    every cell), ``nbgrader_after`` (saving grades), ``cleanup`` (killing the job's processes),
+    ``collect`` (reading the private gradebook back)."""
+    end = time.time()
+    launch = kernel.get("kernel_launch", clock["graded"])
+    shutdown = kernel.get("kernel_shutdown", launch)
+    return {"prepare": clock["prepared"] - began, "nbgrader_to_kernel": launch - clock["prepared"],
+            "kernel": shutdown - launch, "nbgrader_after": clock["graded"] - shutdown,
+            "cleanup": clock["cleaned"] - clock["graded"], "collect": end - clock["cleaned"]}

@@ -12,21 +12,26 @@ Three engines, one interface (:func:`run_jobs`):
 
 Worker processes are forked where the platform allows it (see :func:`_start_method`); the
 parent opens no gradebook before they start. Jobs are submitted lazily, at most ``2 * workers`` in flight, so 700 submissions never sit in
-memory at once. A job that dies with its worker comes back as a failed
-:class:`~cs231n_utils.grading.job.JobResult`, so the batch always continues.
+memory at once. A job whose worker dies is retried once (the pool's other jobs with it, each
+alone; Dask's ``allowed-failures`` is 1); lost again, it comes back as a failed
+:class:`~cs231n_utils.grading.job.JobResult` saying so, and the batch always continues.
 """
 from __future__ import annotations
 
 import multiprocessing
+import tempfile
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Iterable, Iterator
 
 from .job import STATUS_FAILED, JobResult, JobSpec, grade_submission
 
 
-def _lost(spec: JobSpec, error: BaseException) -> JobResult:
+def _lost(spec: JobSpec, error: BaseException, *, retried: bool = False) -> JobResult:
+    again = " (retried once, lost again)" if retried else ""
     return JobResult(spec.assignment, spec.student, STATUS_FAILED,
-                     [f"worker lost the job: {type(error).__name__}: {error}"], [])
+                     [f"worker lost the job{again}: {type(error).__name__}: {error}"], [])
 
 
 def _start_method() -> str:
@@ -36,25 +41,55 @@ def _start_method() -> str:
 
 
 def _run_pool(specs: Iterator[JobSpec], workers: int) -> Iterator[JobResult]:
+    """Grade on a process pool; when a worker dies, the pool breaks and every job it held is
+    retried once, alone, in a fresh pool (recorded in its reasons); a job lost on its own
+    retry is failed, so a job that kills its worker never costs a neighbour its grade."""
     context = multiprocessing.get_context(_start_method())
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        pending: dict = {}
-        for spec in specs:
-            pending[pool.submit(grade_submission, spec)] = spec
-            if len(pending) >= 2 * workers:
-                yield from _collect_pool(pending, FIRST_COMPLETED)
-        while pending:
-            yield from _collect_pool(pending, FIRST_COMPLETED)
-
-
-def _collect_pool(pending: dict, return_when: str) -> Iterator[JobResult]:
-    done, _ = wait(list(pending), return_when=return_when)
-    for future in done:
-        spec = pending.pop(future)
-        try:
-            yield future.result()
-        except Exception as error:  # BrokenProcessPool and friends
-            yield _lost(spec, error)
+    retries: deque[JobSpec] = deque()
+    retried: set[tuple[str, str]] = set()
+    exhausted = False
+    while not exhausted or retries:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            pending: dict = {}
+            broken = False
+            while True:
+                while not broken and not any((s.assignment, s.student) in retried for s in pending.values()):
+                    if retries:  # a retried job runs alone: losing it again is then its own doing
+                        if not pending:
+                            spec = retries.popleft()
+                            pending[pool.submit(grade_submission, spec)] = spec
+                        break
+                    if len(pending) >= 2 * workers:
+                        break
+                    spec = next(specs, None)
+                    if spec is None:
+                        exhausted = True
+                        break
+                    pending[pool.submit(grade_submission, spec)] = spec
+                if not pending:
+                    break
+                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                for future in done:
+                    spec = pending.pop(future)
+                    key = (spec.assignment, spec.student)
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool as error:
+                        broken = True
+                        if key in retried:
+                            yield _lost(spec, error, retried=True)
+                        else:
+                            retried.add(key)
+                            retries.append(spec)
+                        continue
+                    except Exception as error:  # a job that cannot be pickled, ...
+                        yield _lost(spec, error)
+                        continue
+                    if key in retried:
+                        result.reasons.append("the first attempt lost its worker process; graded on the retry")
+                    yield result
+            if not broken:
+                return
 
 
 def _run_dask(specs: Iterator[JobSpec], client, workers: int) -> Iterator[JobResult]:
@@ -76,8 +111,8 @@ def _dask_result(future, owners: dict) -> JobResult:
     spec = owners.pop(future.key)
     try:
         return future.result()
-    except Exception as error:  # KilledWorker, CommClosedError, ...
-        return _lost(spec, error)
+    except Exception as error:  # KilledWorker (retried once by the scheduler), CommClosedError, ...
+        return _lost(spec, error, retried=type(error).__name__ == "KilledWorker")
     finally:
         future.release()
 
@@ -101,8 +136,12 @@ def run_jobs(specs: Iterable[JobSpec], *, workers: int = 1, scheduler: str | Non
         import dask
         from distributed import Client, LocalCluster
 
-        with dask.config.set({"distributed.worker.multiprocessing-method": _start_method()}):
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, memory_limit=0)
-        with cluster, Client(cluster) as client:
-            yield from _run_dask(specs, client, workers)
+        # allowed-failures 1: a job whose worker dies is retried once, then fails as KilledWorker;
+        # the workers' scratch folder is ours, so it goes with the batch
+        with tempfile.TemporaryDirectory(prefix="cs231n-dask-") as scratch:
+            with dask.config.set({"distributed.worker.multiprocessing-method": _start_method(),
+                                  "distributed.scheduler.allowed-failures": 1, "temporary-directory": scratch}):
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, memory_limit=0, local_directory=scratch)
+                with cluster, Client(cluster) as client:
+                    yield from _run_dask(specs, client, workers)
