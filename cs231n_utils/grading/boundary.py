@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 __all__ = ["student_view_mounts", "build_student_view", "STUDENT_VISIBLE", "TORCH_OPTIMIZER_FILES",
-           "ASSIGNMENTS_USING_TORCH_OPTIMIZERS"]
+           "ASSIGNMENTS_USING_TORCH_OPTIMIZERS", "grader_cache_dir"]
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 STUDENT_VISIBLE = ("__init__.py", "kernel/__init__.py", "kernel/codec.py", "kernel/serve.py", "kernel/runners.py",
@@ -74,11 +74,20 @@ def _digest() -> str:
     return digest.hexdigest()[:16]
 
 
+def grader_cache_dir() -> Path:
+    """Where the grader keeps what it builds once and reuses across batches (the student view,
+    torch's compile cache): ``$XDG_CACHE_HOME/cs231n-grade``, by default ``~/.cache/cs231n-grade``;
+    never a job's temporary folder, which is removed with the job."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "cs231n-grade"
+
+
 def build_student_view(cache_dir: str | Path | None = None) -> Path:
     """The host folder holding the student view: ``cs231n_utils/`` (the visible files and the
     finetuning task without its test split) and ``torch_stubs/``. Built once per content in
-    ``cache_dir`` (default: the system's temporary folder) and reused; readable by everyone."""
-    cache = Path(cache_dir or tempfile.gettempdir())
+    ``cache_dir`` (default: :func:`grader_cache_dir`) and reused; readable by everyone."""
+    cache = Path(cache_dir or grader_cache_dir())
+    cache.mkdir(parents=True, exist_ok=True)
     view = cache / f"cs231n-student-view-{os.getuid()}-{_digest()}"
     if view.is_dir():
         return view

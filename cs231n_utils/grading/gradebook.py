@@ -83,10 +83,11 @@ def merge_result(gb: Gradebook, result: JobResult) -> None:
 
 
 def _with_tampering_note(autograded_json: str, reasons: list[str]) -> str:
-    """The executed notebook headed by a cell that says it was scored 0 for tampering, and why."""
+    """The executed notebook headed by a cell that says it was flagged for tampering, why, and
+    what that did to the scores (the last reason, see :func:`~.job._tampering_consequence`)."""
     nb = nbformat.reads(autograded_json, as_version=4)
     listed = "\n".join(f"- {reason}" for reason in reasons)
-    nb.cells.insert(0, new_markdown_cell(f"**cs231n-grade: tampered, the tests score 0.**\n\n{listed}"))
+    nb.cells.insert(0, new_markdown_cell(f"**cs231n-grade: flagged for tampering.**\n\n{listed}"))
     return nbformat.writes(nb)
 
 

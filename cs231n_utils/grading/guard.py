@@ -17,7 +17,8 @@ the state the tests see the instructor's, not the student's:
   ``SaveAutoGrades`` and the feedback see the notebook as released) and writes what they
   found to ``guard-<notebook>.json``. Any restoration, and any guard cell without its report line (a
   hook that swallowed or rewrote it, a redirected ``sys.stdout``), makes the notebook
-  "tampered": the job zeroes its scores.
+  "tampered": the job flags it, and zeroes the scores of the tests that ran inside the kernel
+  (the trusted checker's scores stand under isolation; see :mod:`.job`).
 
 So a patched ``numpy.allclose`` or a redefined helper is undone before the hidden tests run
 *and* reported. Limits (in-process checks cannot be airtight): a student who finds the guard's

@@ -15,8 +15,9 @@ returns a picklable :class:`JobResult` and the parent process merges it
 
 Every failure becomes data, never an exception: a corrupt notebook is scored 0 without running,
 a dead kernel (``os._exit``, segfault, CPU-time limit, wall-clock watchdog) makes nbgrader drop
-the notebook and it is scored 0, and tampering (:mod:`~.tamper`, :mod:`~.guard`) zeroes the
-notebook. Each gets its reasons.
+the notebook and it is scored 0, and tampering (:mod:`~.tamper`, :mod:`~.guard`) flags the
+notebook for review: under isolation the trusted checker's scores stand (the scan and the guard
+only report), while tests that ran inside the kernel, and every test without isolation, score 0. Each gets its reasons.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import copy
 import datetime
 import json
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -45,11 +47,12 @@ from traitlets.config import Config
 
 from ..kernel import SOCKET_VARIABLE
 
+from .boundary import grader_cache_dir
 from .checker import TrustedChecker
 from .checker_scores import apply_records, checked_cells
 from .guard import GUARD_NAMES, CollectGuards, InjectGuards, read_guard_findings
 from .repair import known_cells, repair_notebook
-from .sandbox import JobSandbox, SandboxedExecute, SandboxedKernelManager, SandboxLimits, read_kernel_death, read_kernel_times
+from .sandbox import JobSandbox, SandboxedExecute, SandboxLimits, read_kernel_death, read_kernel_times
 from .tamper import scan_cells
 
 STATUS_GRADED = "graded"
@@ -295,6 +298,8 @@ def _failure_reason(records: list[tuple[int, str]]) -> str:
 def grade_submission(spec: JobSpec) -> JobResult:
     """Autograde ``spec.student``'s ``spec.assignment`` in a private course; never raises."""
     started = time.perf_counter()
+    # torch keeps its compile cache in the grader's cache, not in the temporary folder of the jobs
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(grader_cache_dir() / "torchinductor"))
     workdir = Path(tempfile.mkdtemp(prefix="cs231n-job-"))
     try:
         return _grade(spec, workdir, started)
@@ -371,6 +376,7 @@ def _grade(spec: JobSpec, workdir: Path, started: float) -> JobResult:
         except NbGraderException:
             pass  # recorded below from the log, the kernel-death file and the missing output
         clock["graded"] = time.time()
+        isolated = sandbox.plan is not None
     clock["cleaned"] = time.time()
     autograded = root / "autograded" / spec.student / spec.assignment
     for name, cells in scored.items():
@@ -419,9 +425,12 @@ def _grade(spec: JobSpec, workdir: Path, started: float) -> JobResult:
             if findings:
                 status = STATUS_TAMPERED
                 reasons.extend(f"{name}: {f}" for f in findings)
+                reasons.append(f"{name}: {_tampering_consequence(isolated, scored[name], info['code_grade_cells'])}")
             if findings or not output.exists():
                 # an unreadable notebook has no answer to grade by hand either
                 zeroed = info["max_scores"] if name in unreadable else info["code_grade_cells"]
+                if findings and output.exists() and isolated:
+                    zeroed = set(zeroed) - set(scored[name])  # the checker's scores were computed outside
                 for grade_id in zeroed:
                     grades[grade_id].update(auto_score=0.0, needs_manual_grade=False)
             notebooks.append(result)
@@ -431,6 +440,19 @@ def _grade(spec: JobSpec, workdir: Path, started: float) -> JobResult:
     seconds = time.perf_counter() - started
     return JobResult(spec.assignment, spec.student, status, reasons, notebooks, timestamp, seconds=seconds,
                      timings=_phase_timings(clock, read_kernel_times(report_dir), time.time() - seconds))
+
+
+def _tampering_consequence(isolated: bool, checked: set[str], autograded: set[str]) -> str:
+    """What tampering findings do to the scores: under isolation the static scan and the guard only
+    report, and the trusted checker's scores (computed outside the sandbox) stand; tests that ran
+    inside the kernel, or every test without isolation, score 0."""
+    in_kernel = sorted(set(autograded) - set(checked))
+    if not isolated:
+        return "flagged for review; every autograded test scores 0 (graded without isolation)"
+    if in_kernel:
+        return (f"flagged for review; the trusted checker's scores stand, the tests run inside the "
+                f"notebook ({', '.join(in_kernel)}) score 0")
+    return "flagged for review; the scores stand (computed by the trusted checker outside the sandbox)"
 
 
 def _phase_timings(clock: dict[str, float], kernel: dict[str, float], began: float) -> dict[str, float]:

@@ -10,8 +10,8 @@ Three engines, one interface (:func:`run_jobs`):
 * ``workers == 1``: one worker process from :mod:`concurrent.futures` (no Dask start-up cost,
   and the parent process still never executes student code).
 
-Worker processes are forked where the platform allows it (see :func:`_start_method`); the
-parent opens no gradebook before they start. Jobs are submitted lazily, at most ``2 * workers`` in flight, so 700 submissions never sit in
+Pool workers fork from a single-threaded fork server, Dask's local workers are spawned: no
+worker is forked from the threaded parent (see :func:`_pool_context`). Jobs are submitted lazily, at most ``2 * workers`` in flight, so 700 submissions never sit in
 memory at once. A job whose worker dies is retried once (the pool's other jobs with it, each
 alone; Dask's ``allowed-failures`` is 1); lost again, it comes back as a failed
 :class:`~cs231n_utils.grading.job.JobResult` saying so, and the batch always continues.
@@ -34,17 +34,23 @@ def _lost(spec: JobSpec, error: BaseException, *, retried: bool = False) -> JobR
                      [f"worker lost the job{again}: {type(error).__name__}: {error}"], [])
 
 
-def _start_method() -> str:
-    """``fork`` where there is one: workers start in milliseconds with nbgrader already imported
-    (``spawn`` re-imports it in every worker, seconds on a busy machine)."""
-    return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """``forkserver`` where there is one: a single-threaded server process imports the grading code
+    once and forks each worker from it, so workers start fast *and* never inherit a lock that one
+    of the parent's threads held at fork time (a plain ``fork`` of the threaded parent once hung a
+    worker on the logging lock); ``spawn`` elsewhere."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["cs231n_utils.grading.job"])
+    return context
 
 
 def _run_pool(specs: Iterator[JobSpec], workers: int) -> Iterator[JobResult]:
     """Grade on a process pool; when a worker dies, the pool breaks and every job it held is
     retried once, alone, in a fresh pool (recorded in its reasons); a job lost on its own
     retry is failed, so a job that kills its worker never costs a neighbour its grade."""
-    context = multiprocessing.get_context(_start_method())
+    context = _pool_context()
     retries: deque[JobSpec] = deque()
     retried: set[tuple[str, str]] = set()
     exhausted = False
@@ -139,7 +145,8 @@ def run_jobs(specs: Iterable[JobSpec], *, workers: int = 1, scheduler: str | Non
         # allowed-failures 1: a job whose worker dies is retried once, then fails as KilledWorker;
         # the workers' scratch folder is ours, so it goes with the batch
         with tempfile.TemporaryDirectory(prefix="cs231n-dask-") as scratch:
-            with dask.config.set({"distributed.worker.multiprocessing-method": _start_method(),
+            # spawn (distributed's default): never fork the threaded parent (see _pool_context)
+            with dask.config.set({"distributed.worker.multiprocessing-method": "spawn",
                                   "distributed.scheduler.allowed-failures": 1, "temporary-directory": scratch}):
                 cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                        dashboard_address=None, memory_limit=0, local_directory=scratch)
