@@ -87,7 +87,7 @@ def _with_tampering_note(autograded_json: str, reasons: list[str]) -> str:
     what that did to the scores (the last reason, see :func:`~.job._tampering_consequence`)."""
     nb = nbformat.reads(autograded_json, as_version=4)
     listed = "\n".join(f"- {reason}" for reason in reasons)
-    nb.cells.insert(0, new_markdown_cell(f"**cs231n-grade: flagged for tampering.**\n\n{listed}"))
+    nb.cells.insert(0, new_markdown_cell(f"**cs231n-grade: tampered, flagged for review.**\n\n{listed}"))
     return nbformat.writes(nb)
 
 
