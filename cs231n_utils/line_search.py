@@ -1,4 +1,4 @@
-"""Line searches along a search direction: strong Wolfe (with zoom) and Armijo backtracking.
+r"""Line searches along a search direction: strong Wolfe (with zoom) and Armijo backtracking.
 
 ``phi(step) -> (value, slope, payload)`` is the objective restricted to the search line
 :math:`\phi(\alpha) = f(x + \alpha p)` with its slope :math:`\phi'(\alpha) = \nabla f(x + \alpha p)^T p`

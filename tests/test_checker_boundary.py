@@ -138,6 +138,26 @@ def test_torch_optimizers_stay_for_assignments_that_train_with_them(bwrap_works)
     assert json.loads(done.stdout.strip().splitlines()[-1])["adam"] == "works"
 
 
+DIGITS_PROBE = '''
+    import json
+    try:
+        from sklearn.datasets import load_digits
+        result = {"digits": int(load_digits().images.shape[0])}
+    except Exception as error:  # the data file is empty in the sandbox
+        result = {"digits": type(error).__name__}
+    print(json.dumps(result))
+'''
+
+
+def test_the_finetuning_assignment_cannot_read_the_digits_it_is_evaluated_on(bwrap_works):
+    hidden = _bwrap_python(DIGITS_PROBE, student_view_mounts(INSIDE, assignment="transfer_learning"))
+    assert hidden.returncode == 0, hidden.stderr
+    assert json.loads(hidden.stdout.strip().splitlines()[-1])["digits"] != 1797
+    other = _bwrap_python(DIGITS_PROBE, student_view_mounts(INSIDE, assignment="update_rules"))
+    assert other.returncode == 0, other.stderr  # the optimizer notebooks train on the digits
+    assert json.loads(other.stdout.strip().splitlines()[-1])["digits"] == 1797
+
+
 def test_the_destination_must_be_an_absolute_path():
     with pytest.raises(ValueError, match="dest must be an absolute path"):
         student_view_mounts(Path("relative"))

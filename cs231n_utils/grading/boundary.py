@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 __all__ = ["student_view_mounts", "build_student_view", "STUDENT_VISIBLE", "TORCH_OPTIMIZER_FILES",
-           "ASSIGNMENTS_USING_TORCH_OPTIMIZERS", "grader_cache_dir"]
+           "ASSIGNMENTS_USING_TORCH_OPTIMIZERS", "HIDDEN_DATA_FILES", "grader_cache_dir"]
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 STUDENT_VISIBLE = ("__init__.py", "kernel/__init__.py", "kernel/codec.py", "kernel/serve.py", "kernel/runners.py",
@@ -37,6 +37,11 @@ TORCH_OPTIMIZER_FILES = ("adadelta.py", "adagrad.py", "adam.py", "adamax.py", "a
 """Modules of ``torch/optim/`` that implement optimizers (replaced by stubs where hidden)."""
 ASSIGNMENTS_USING_TORCH_OPTIMIZERS = frozenset({"transfer_learning"})
 """Assignments whose answers may train with torch's optimizers (``finetune``): no stubs there."""
+HIDDEN_DATA_FILES = {"transfer_learning": (("sklearn", "datasets/data/digits.csv.gz"),)}
+"""Per assignment, ``(package, relative path)`` of data files replaced by an empty file in the
+sandbox: the finetuning check measures accuracy on scikit-learn's digits, so no copy of those
+images may reach a ``finetune`` that could train on them (the notebook reads its training and
+validation splits from the student task file instead)."""
 
 _STUB = '''"""torch's optimizers are not available while grading: write the optimizer yourself."""
 import torch.optim.optimizer as _optimizer
@@ -125,7 +130,7 @@ def student_view_mounts(dest: Path, *, assignment: str | None = None) -> list[st
     """bubblewrap arguments that mount the student view of the package at ``dest/cs231n_utils``
     (``dest``: an absolute folder on the kernel's import path inside the sandbox), read-only,
     and, unless ``assignment`` is one of :data:`ASSIGNMENTS_USING_TORCH_OPTIMIZERS`, torch's
-    optimizer modules replaced by stubs."""
+    optimizer modules replaced by stubs; the assignment's :data:`HIDDEN_DATA_FILES` are empty."""
     dest = Path(dest)
     if not dest.is_absolute():
         raise ValueError(f"dest must be an absolute path inside the sandbox, got {str(dest)!r}")
@@ -136,4 +141,10 @@ def student_view_mounts(dest: Path, *, assignment: str | None = None) -> list[st
         for name in TORCH_OPTIMIZER_FILES:
             if (torch_optim / name).exists():
                 arguments += ["--ro-bind", str(view / "torch_stubs" / name), str(torch_optim / name)]
+    for package, relative in HIDDEN_DATA_FILES.get(assignment or "", ()):
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.submodule_search_locations:
+            path = Path(list(spec.submodule_search_locations)[0]).resolve() / relative
+            if path.exists():
+                arguments += ["--ro-bind", "/dev/null", str(path)]
     return arguments
