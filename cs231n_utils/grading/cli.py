@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import sys
-import warnings
 from collections import Counter
 
 from tqdm import tqdm
@@ -165,9 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # nbgrader 0.9.6's gradebook API triggers SQLAlchemy "not in session" warnings on every
-    # submission it updates; they are harmless and would bury the progress bars.
-    warnings.filterwarnings("ignore", message=".*not in session.*", module="nbgrader")
+    from .job import ignore_session_warnings
+
+    ignore_session_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "autograde" and args.workers < 1:

@@ -30,6 +30,7 @@ import re
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -295,8 +296,16 @@ def _failure_reason(records: list[tuple[int, str]]) -> str:
     return "nbgrader could not grade the notebook"
 
 
+def ignore_session_warnings() -> None:
+    """Silence the SQLAlchemy "not in session" warnings that nbgrader 0.9.6's gradebook API raises
+    on every submission it updates: harmless, and they would bury the progress output. Called by
+    the CLI and by every worker (spawned workers do not inherit the parent's warning filters)."""
+    warnings.filterwarnings("ignore", message=".*not in session.*", module="nbgrader")
+
+
 def grade_submission(spec: JobSpec) -> JobResult:
     """Autograde ``spec.student``'s ``spec.assignment`` in a private course; never raises."""
+    ignore_session_warnings()
     started = time.perf_counter()
     # torch keeps its compile cache in the grader's cache, not in the temporary folder of the jobs
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(grader_cache_dir() / "torchinductor"))
