@@ -73,8 +73,9 @@ def _bwrap_python(code: str, mounts: list[str]) -> subprocess.CompletedProcess:
     base = Path(sys.base_prefix).resolve()
     system = [arg for folder in ("/usr", "/lib", "/lib64", "/bin", "/etc") if Path(folder).exists()
               for arg in ("--ro-bind", folder, folder)]
-    command = ["bwrap", *system, "--ro-bind", str(base), str(base), "--ro-bind", str(venv), str(venv),
-               "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/opt", "--dir", str(INSIDE),
+    command = ["bwrap", "--tmpfs", "/tmp", *system, "--ro-bind", str(base), str(base),
+               "--ro-bind", str(venv), str(venv),  # after /tmp's tmpfs: the venv may live under /tmp
+               "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/opt", "--dir", str(INSIDE),
                *mounts, "--unshare-all", "--die-with-parent", "--setenv", "PYTHONPATH", str(INSIDE),
                "--", str(venv / "bin" / "python"), "-c", textwrap.dedent(code)]
     return subprocess.run(command, capture_output=True, text=True, timeout=300)

@@ -368,7 +368,8 @@ def bwrap_command(plan: IsolationPlan, run_dir: Path, kernel_dir: Path, extra_bi
         namespaces += ["--unshare-user"]
     else:
         namespaces += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-    mounts = [*_system_mounts(), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm",
+    # the private /tmp first: a Python installation or venv under /tmp is then mounted on top of it
+    mounts = ["--tmpfs", "/tmp", *_system_mounts(), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm",
               "--bind", str(run_dir), SANDBOX_HOME, "--bind", str(kernel_dir), str(kernel_dir),
               *student_view_mounts(Path(SANDBOX_PACKAGE_DIR), assignment=assignment)]
     for host, inside in extra_binds:
