@@ -1,9 +1,11 @@
 """The data-only wire format between a student's kernel and the trusted checker.
 
 A message is ``MAGIC | total length (8 bytes, big-endian) | header length (4 bytes) | header |
-array blobs``. The header is UTF-8 JSON; arrays travel as ``np.save`` blobs, each prefixed by its
-length (8 bytes), and are read back with ``np.load(allow_pickle=False)``. Values are encoded as a
-tree of JSON scalars and tagged objects:
+array blobs``. The header is UTF-8 JSON; arrays travel as their raw C-ordered bytes, each prefixed
+by its length (8 bytes), with their dtype and shape in the header, and are rebuilt with
+``np.frombuffer`` (no ``np.load``: 20 times faster for the small arrays of a check, and nothing
+to parse but a dtype string checked against a pattern). Values are encoded as a tree of JSON
+scalars and tagged objects:
 
 ==========================  =====================================================
 value                        encoding
@@ -11,7 +13,7 @@ value                        encoding
 None, bool, int, float, str  itself (floats may be NaN or infinite)
 list / tuple                 ``{"t": "list" | "tuple", "v": [...]}``
 dict with str keys           ``{"t": "dict", "v": [[key, value], ...]}``
-numeric or bool ndarray      ``{"t": "array", "i": index of its blob}``
+numeric or bool ndarray      ``{"t": "array", "i": blob index, "d": dtype str, "s": shape}``
 ``np.random.Generator``      ``{"t": "generator", "state": bit generator state}`` (PCG64)
 anything else (sender side)  ``{"t": "opaque", "type": type name}``
 ==========================  =====================================================
@@ -22,8 +24,9 @@ nesting or arrays referenced twice raise :class:`ProtocolError`. Nothing is ever
 """
 from __future__ import annotations
 
-import io
 import json
+import math
+import re
 import socket
 import struct
 from dataclasses import dataclass
@@ -41,6 +44,7 @@ MAX_DEPTH = 32
 """Deepest nesting of lists, tuples and dicts accepted."""
 MAX_ARRAYS = 10_000
 _ALLOWED_KINDS = frozenset("biuf")  # bool, signed and unsigned integers, floats
+_DTYPE_PATTERN = re.compile(r"[<>|][biuf](1|2|4|8|16)")  # e.g. "<f8", "|b1": byte order, kind, size
 _PREFIX = struct.Struct(">QI")
 _BLOB = struct.Struct(">Q")
 
@@ -78,7 +82,7 @@ def _encode(value: Any, arrays: list[np.ndarray], depth: int) -> Any:
         if array is None:
             return {"t": "opaque", "type": type(value).__name__}
         arrays.append(array)
-        return {"t": "array", "i": len(arrays) - 1}
+        return {"t": "array", "i": len(arrays) - 1, "d": array.dtype.str, "s": list(array.shape)}
     if isinstance(value, (list, tuple)):
         return {"t": "tuple" if isinstance(value, tuple) else "list",
                 "v": [_encode(item, arrays, depth + 1) for item in value]}
@@ -104,7 +108,7 @@ def _as_array(value: Any) -> np.ndarray | None:
             return None
     if type(value) is not np.ndarray or value.dtype.kind not in _ALLOWED_KINDS or value.dtype.fields:
         return None
-    return np.ascontiguousarray(value)
+    return value if value.flags.c_contiguous else np.ascontiguousarray(value)  # keeps 0-d arrays 0-d
 
 
 def encode(value: Any) -> bytes:
@@ -114,9 +118,7 @@ def encode(value: Any) -> bytes:
     header = json.dumps(_encode(value, arrays, 0), allow_nan=True).encode()
     blobs = []
     for array in arrays:
-        buffer = io.BytesIO()
-        np.save(buffer, array, allow_pickle=False)
-        blobs.append(_BLOB.pack(buffer.tell()) + buffer.getvalue())
+        blobs += [_BLOB.pack(array.nbytes), array.tobytes()]
     body = header + b"".join(blobs)
     total = _PREFIX.size + len(body)
     if total > MAX_MESSAGE_BYTES:
@@ -124,17 +126,20 @@ def encode(value: Any) -> bytes:
     return MAGIC + _PREFIX.pack(total, len(header)) + body
 
 
-def _decode_array(blob: bytes) -> np.ndarray:
-    try:
-        array = np.load(io.BytesIO(blob), allow_pickle=False)
-    except Exception as error:  # noqa: BLE001 - numpy raises several types for bad blobs
-        raise ProtocolError(f"unreadable array: {type(error).__name__}: {error}") from None
-    if not isinstance(array, np.ndarray) or array.dtype.kind not in _ALLOWED_KINDS or array.dtype.fields:
-        raise ProtocolError(f"array of dtype {getattr(array, 'dtype', '?')} is not allowed")
-    return array
+def _decode_array(blob: bytes, dtype: Any, shape: Any) -> np.ndarray:
+    """A writable array of ``dtype`` (a checked dtype string) and ``shape`` holding ``blob``."""
+    if not isinstance(dtype, str) or not _DTYPE_PATTERN.fullmatch(dtype):
+        raise ProtocolError(f"array dtype {str(dtype)[:20]!r} is not allowed")
+    if (not isinstance(shape, list) or len(shape) > MAX_DEPTH
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
+        raise ProtocolError("array shape must be a list of non-negative integers")
+    kind = np.dtype(dtype)
+    if kind.kind not in _ALLOWED_KINDS or math.prod(shape) * kind.itemsize != len(blob):
+        raise ProtocolError(f"array of dtype {dtype} and shape {shape} does not match its {len(blob)} bytes")
+    return np.frombuffer(bytearray(blob), dtype=kind).reshape(shape)
 
 
-def _decode(node: Any, arrays: list[np.ndarray], used: set[int], depth: int) -> Any:
+def _decode(node: Any, arrays: list[bytes], used: set[int], depth: int) -> Any:
     if depth > MAX_DEPTH:
         raise ProtocolError("value nested too deeply")
     if node is None or isinstance(node, (bool, str)):
@@ -163,7 +168,7 @@ def _decode(node: Any, arrays: list[np.ndarray], used: set[int], depth: int) -> 
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(arrays) or index in used:
             raise ProtocolError(f"bad array reference {index!r}")
         used.add(index)
-        return arrays[index]
+        return _decode_array(arrays[index], node.get("d"), node.get("s"))
     if tag == "generator":
         return _decode_generator(node.get("state"))
     if tag == "opaque":
@@ -205,7 +210,8 @@ def decode(message: bytes) -> Any:
         header = json.loads(body[:header_length].decode(), parse_constant=_reject_constant)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise ProtocolError(f"unreadable header: {type(error).__name__}") from None
-    arrays, offset = [], header_length
+    arrays: list[bytes] = []
+    offset = header_length
     while offset < len(body):
         if len(arrays) >= MAX_ARRAYS or offset + _BLOB.size > len(body):
             raise ProtocolError("too many arrays or a truncated array")
@@ -213,7 +219,7 @@ def decode(message: bytes) -> Any:
         offset += _BLOB.size
         if offset + size > len(body):
             raise ProtocolError("truncated array")
-        arrays.append(_decode_array(body[offset:offset + size]))
+        arrays.append(body[offset:offset + size])
         offset += size
     used: set[int] = set()
     value = _decode(header, arrays, used, 0)
