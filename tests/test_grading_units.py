@@ -192,7 +192,8 @@ def test_limits_are_validated(kwargs, argument):
 
 def test_rlimits_are_in_bytes_and_seconds():
     limits = SandboxLimits(memory_mb=3, cpu_seconds=7, file_size_mb=2).rlimits()
-    assert limits == {"RLIMIT_AS": 3 * 2**20, "RLIMIT_CPU": 7, "RLIMIT_FSIZE": 2 * 2**20, "RLIMIT_CORE": 0}
+    assert limits == {"RLIMIT_AS": 3 * 2**20, "RLIMIT_CPU": 7, "RLIMIT_FSIZE": 2 * 2**20, "RLIMIT_CORE": 0,
+                      "RLIMIT_MSGQUEUE": 0}
 
 
 def test_exit_descriptions_name_the_cause():

@@ -52,7 +52,7 @@ def _cmd_autograde(args: argparse.Namespace) -> int:
                            memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds,
                            max_processes=args.max_processes,
                            kernel_prefix=tuple(args.kernel_prefix.split()) if args.kernel_prefix else (),
-                           isolate=not args.unsafe_no_isolation)
+                           isolate=not args.unsafe_no_isolation, prewarm=not args.cold_kernels)
     with tqdm(total=len(students), desc=f"autograde {args.assignment}", unit="submission",
               disable=args.quiet) as bar:
         def progress(result) -> None:
@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="processes and threads of one submission, all together (default: 256)")
     grade.add_argument("--kernel-prefix", help="isolation command put before the kernel, e.g. 'bwrap ...'")
     grade.add_argument("--no-static-scan", action="store_true", help="skip the static tamper scan")
+    grade.add_argument("--cold-kernels", action="store_true",
+                       help="start every kernel in a new sandbox instead of forking it from the worker's "
+                            "pre-warmed zygote (slower: every kernel imports its modules again)")
     grade.add_argument("--unsafe-no-isolation", action="store_true",
                        help="run kernels without the OS sandbox (bubblewrap) where it is unavailable: the "
                             "student's code can then read and change whatever the grading user can")

@@ -53,14 +53,13 @@ from .checker import TrustedChecker
 from .checker_scores import apply_records, checked_cells
 from .guard import GUARD_NAMES, CollectGuards, InjectGuards, read_guard_findings
 from .repair import known_cells, repair_notebook
-from .sandbox import JobSandbox, SandboxedExecute, SandboxLimits, read_kernel_death, read_kernel_times
+from .sandbox import (SANDBOX_CHANNEL_DIR, JobSandbox, SandboxedExecute, SandboxLimits, read_kernel_death,
+                      read_kernel_times)
 from .tamper import scan_cells
 
 STATUS_GRADED = "graded"
 STATUS_FAILED = "failed"
 STATUS_TAMPERED = "tampered"
-SANDBOX_CHANNEL_DIR = "/run/cs231n"
-"""Where the kernel finds the trusted checker's socket folder (bound there by the sandbox)."""
 
 
 @dataclass(frozen=True)
@@ -372,19 +371,21 @@ def _grade(spec: JobSpec, workdir: Path, started: float) -> JobResult:
     log.setLevel(logging.INFO)
     config = _job_config(spec, root, db_url, report_dir)
     scored = {name: checked_cells(info["code_grade_cells"]) for name, info in structure.items()}
-    checker = TrustedChecker(workdir / "channel", grade_ids=set().union(*scored.values()))
-    config.merge(_channel_config(checker))
     clock = {"prepared": time.time()}
-    # every process of the job dies when the sandbox closes; the checker stops listening after
-    with checker, JobSandbox(spec.limits, workdir) as sandbox:
+    with JobSandbox(spec.limits, workdir, assignment=spec.assignment) as sandbox:
+        checker = TrustedChecker(sandbox.channel_dir, grade_ids=set().union(*scored.values()))
+        config.merge(_channel_config(checker))
         config.merge(Config(sandbox.kernel_config()))
         coursedir = CourseDirectory(config=config, log=log)
         converter = Autograde(coursedir=coursedir, config=config, log=log)
-        try:
-            converter.start()
-        except NbGraderException:
-            pass  # recorded below from the log, the kernel-death file and the missing output
-        clock["graded"] = time.time()
+        with checker:
+            try:
+                converter.start()
+            except NbGraderException:
+                pass  # recorded below from the log, the kernel-death file and the missing output
+            finally:
+                clock["graded"] = time.time()
+                sandbox.end_processes()  # every process of the job dies before the checker stops listening
         isolated = sandbox.plan is not None
     clock["cleaned"] = time.time()
     autograded = root / "autograded" / spec.student / spec.assignment

@@ -34,7 +34,9 @@ user and can read whatever that user can read.
 """
 from __future__ import annotations
 
+import atexit
 import functools
+import multiprocessing.util
 import json
 import os
 import shutil
@@ -56,6 +58,7 @@ from traitlets import Float, Unicode
 from ..validation import check_positive
 from .boundary import student_view_mounts
 from .cgroups import JobCgroup, find_cgroup_root
+from .prewarm import INLINE_BACKEND, SlotFolders, Zygote, ZygoteKernel
 
 # Runs in a bare interpreter (-I -S) as the grader: join the job's cgroups, set the limits,
 # then become the sandbox (or the kernel).
@@ -80,6 +83,8 @@ TIMES_FILE = "kernel-times.jsonl"
 SANDBOX_HOME = "/home/student"
 #: Where the student view of cs231n_utils is mounted inside the sandbox (on PYTHONPATH).
 SANDBOX_PACKAGE_DIR = "/opt/cs231n"
+#: Where the kernel finds the trusted checker's socket folder.
+SANDBOX_CHANNEL_DIR = "/run/cs231n"
 #: Uids of the grading slots: the base + slot, one slot per job running on this machine. The
 #: environment variable lets two graders (or a test) on one machine use disjoint ranges.
 UID_BASE_VARIABLE = "CS231N_GRADE_UID_BASE"
@@ -105,7 +110,9 @@ class SandboxLimits:
     submission's processes together (and the address-space limit of each), ``cpu_seconds``
     each process's CPU-time limit (exceeding it kills it with SIGXCPU), ``max_processes`` the
     number of tasks (processes and threads) of the submission, ``isolate`` whether the kernel
-    runs in the OS sandbox (see the module docstring).
+    runs in the OS sandbox (see the module docstring), ``prewarm`` whether an isolated kernel is
+    forked from the slot's pre-warmed zygote (:mod:`~cs231n_utils.grading.prewarm`; only when the
+    grader runs as root) instead of started cold.
     """
 
     timeout_s: float = 300.0
@@ -116,6 +123,7 @@ class SandboxLimits:
     max_processes: int = 256
     kernel_prefix: tuple[str, ...] = field(default_factory=tuple)
     isolate: bool = True
+    prewarm: bool = True
 
     def __post_init__(self) -> None:
         check_positive(self.timeout_s, "timeout_s")
@@ -124,8 +132,9 @@ class SandboxLimits:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.isolate, bool):
-            raise ValueError(f"isolate must be True or False, got {self.isolate!r}")
+        for name in ("isolate", "prewarm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
     def rlimits(self) -> dict[str, int]:
         """The per-process ``resource`` limits the launcher sets (soft = hard)."""
@@ -134,6 +143,7 @@ class SandboxLimits:
             "RLIMIT_CPU": self.cpu_seconds,
             "RLIMIT_FSIZE": self.file_size_mb * 1024 * 1024,
             "RLIMIT_CORE": 0,
+            "RLIMIT_MSGQUEUE": 0,  # no POSIX message queues: nothing of a job outlives it there
         }
 
 
@@ -168,6 +178,7 @@ class IsolationPlan:
     uid: int | None
     cgroup_procs: tuple[str, ...]
     max_processes: int
+    zygote_pid: int | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -197,9 +208,9 @@ def processes_of_uid(uid: int) -> set[int]:
     return found
 
 
-def signal_uid(uid: int, signum: int) -> int:
-    """Send ``signum`` to every process of ``uid``; return how many there were."""
-    pids = processes_of_uid(uid)
+def signal_uid(uid: int, signum: int, *, spare: int | None = None) -> int:
+    """Send ``signum`` to every process of ``uid`` but ``spare``; return how many there were."""
+    pids = processes_of_uid(uid) - {spare}
     for pid in pids:
         try:
             os.kill(pid, signum)
@@ -209,7 +220,7 @@ def signal_uid(uid: int, signum: int) -> int:
 
 
 def kill_plan(plan: IsolationPlan | None) -> None:
-    """SIGKILL every process of a job: its cgroup's and its uid's."""
+    """SIGKILL every process of a job: its cgroup's and its uid's (but the slot's zygote)."""
     if plan is None:
         return
     for procs in plan.cgroup_procs:
@@ -223,7 +234,21 @@ def kill_plan(plan: IsolationPlan | None) -> None:
             except ProcessLookupError:
                 pass
     if plan.uid is not None:
-        signal_uid(plan.uid, signal.SIGKILL)
+        signal_uid(plan.uid, signal.SIGKILL, spare=plan.zygote_pid)
+
+
+_worker_slot: tuple[int, socket.socket] | None = None
+_worker_zygote: Zygote | None = None
+
+
+def _worker_uid() -> int:
+    """The slot this worker process keeps for all its jobs (pre-warmed kernels), claimed once."""
+    global _worker_slot
+    if _worker_slot is None:
+        slot, holder = _claim_slot()
+        signal_uid(uid_base() + slot, signal.SIGKILL)  # anything a crashed earlier grader left behind
+        _worker_slot = (slot, holder)
+    return uid_base() + _worker_slot[0]
 
 
 def _claim_slot() -> tuple[int, socket.socket]:
@@ -246,17 +271,25 @@ class JobSandbox:
     """The OS resources of one job: a uid slot, a cgroup and the kernel's socket folder.
 
     Use as a context manager around the whole nbgrader run; on exit every process of the
-    job is killed, the cgroup removed and the slot released. :attr:`faults` then lists what the
-    limits stopped (the memory limit's OOM kills, processes left running after the kernel).
+    job is killed, the cgroup removed and the slot released (or, with a pre-warmed zygote, the
+    slot swept for the worker's next job). :attr:`faults` then lists what the limits stopped
+    (the memory limit's OOM kills, processes left running after the kernel).
+    ``channel_dir`` is the host folder that the kernel sees at the checker's channel path.
     """
 
-    def __init__(self, limits: SandboxLimits, workdir: Path) -> None:
+    def __init__(self, limits: SandboxLimits, workdir: Path, *, assignment: str | None = None) -> None:
         self.limits = limits
         self.workdir = Path(workdir)
+        self.assignment = assignment
         self.plan: IsolationPlan | None = None
         self.cgroup: JobCgroup | None = None
+        self.zygote: Zygote | None = None
         self.faults: list[str] = []
         self._slot: socket.socket | None = None
+
+    @property
+    def channel_dir(self) -> Path:
+        return self.zygote.folders.channel if self.zygote is not None else self.workdir / "channel"
 
     def __enter__(self) -> "JobSandbox":
         if not self.limits.isolate:
@@ -266,17 +299,24 @@ class JobSandbox:
             raise RuntimeError(f"cannot isolate the kernel: {problem}")
         uid = None
         if os.geteuid() == 0:
-            slot, self._slot = _claim_slot()
-            uid = uid_base() + slot
-            signal_uid(uid, signal.SIGKILL)  # anything a crashed earlier grader left behind
+            if self._prewarmed():
+                uid = _worker_uid()
+                self.zygote = _zygote_for(uid, self.limits, self.assignment)
+            else:
+                slot, self._slot = _claim_slot()
+                uid = uid_base() + slot
+                signal_uid(uid, signal.SIGKILL)  # anything a crashed earlier grader left behind
             cgroup_root = find_cgroup_root()
             if cgroup_root is not None:
                 self.cgroup = JobCgroup.create(cgroup_root, memory_mb=self.limits.memory_mb,
                                                max_processes=self.limits.max_processes)
         self.plan = IsolationPlan(shutil.which("bwrap"), shutil.which("setpriv"), uid,
                                   tuple(self.cgroup.procs_files) if self.cgroup else (),
-                                  self.limits.max_processes)
+                                  self.limits.max_processes, self.zygote.pid if self.zygote else None)
         return self
+
+    def _prewarmed(self) -> bool:
+        return self.limits.prewarm and not self.limits.kernel_prefix and threading.current_thread() is threading.main_thread()
 
     def kernel_config(self) -> dict[str, dict[str, str]]:
         """traitlets config for :class:`SandboxedKernelManager` and :class:`SandboxedExecute`."""
@@ -284,31 +324,87 @@ class JobSandbox:
         return {"SandboxedKernelManager": {"isolation_json": plan, "work_dir": str(self.workdir)},
                 "SandboxedExecute": {"work_dir": str(self.workdir)}}
 
+    def end_processes(self) -> None:
+        """Kill every process of the job (idempotent), recording those left after the kernel."""
+        if self.plan is None or self.plan.uid is None:
+            return
+        spare = self.plan.zygote_pid
+        left = processes_of_uid(self.plan.uid) - {spare}
+        deadline = time.monotonic() + 2.0
+        while left and time.monotonic() < deadline:  # the kernel's processes are still exiting
+            time.sleep(0.05)
+            left = processes_of_uid(self.plan.uid) - {spare}
+        if left:
+            self.faults.append(f"{len(left)} process(es) still running after the kernel stopped were killed")
+        if self.cgroup is not None:
+            self.cgroup.kill_all()  # atomic (cgroup.kill): a fork bomb cannot outrun it
+        for _ in range(100):
+            kill_plan(self.plan)
+            if not processes_of_uid(self.plan.uid) - {spare}:
+                break
+            time.sleep(0.02)
+
     def __exit__(self, *exc: object) -> None:
         try:
-            if self.plan is not None and self.plan.uid is not None:
-                left = processes_of_uid(self.plan.uid)
-                deadline = time.monotonic() + 2.0
-                while left and time.monotonic() < deadline:  # the PID namespace is still being torn down
-                    time.sleep(0.05)
-                    left = processes_of_uid(self.plan.uid)
-                if left:
-                    self.faults.append(f"{len(left)} process(es) still running after the kernel "
-                                       "stopped were killed")
-                for _ in range(100):
-                    kill_plan(self.plan)
-                    if not processes_of_uid(self.plan.uid):
-                        break
-                    time.sleep(0.02)
+            self.end_processes()
             if self.cgroup is not None:
                 kills = self.cgroup.oom_kills()
                 if kills:
                     self.faults.append(f"memory limit reached ({self.limits.memory_mb} MB for all processes "
                                        f"together): the OOM killer stopped {kills} process(es)")
-                self.cgroup.remove()
         finally:
-            if self._slot is not None:
-                self._slot.close()
+            try:
+                if self.cgroup is not None:
+                    self.cgroup.remove()
+                if self.zygote is not None:
+                    self._sweep_zygote(self.zygote)
+            finally:
+                if self._slot is not None:
+                    self._slot.close()
+
+    def _sweep_zygote(self, zygote: Zygote) -> None:
+        """Leave nothing of this job to the slot's next one; end the zygote if that fails or it died."""
+        global _worker_zygote
+        try:
+            zygote.sweep()
+        except (OSError, RuntimeError) as error:
+            self.faults.append(f"the slot could not be cleaned ({error}); its pre-warmed zygote was ended")
+            zygote.close()
+        if not zygote.alive():
+            _worker_zygote = None
+            if not zygote.close():
+                self.faults.append(f"processes of the slot's uid {zygote.uid} survived SIGKILL")
+
+
+def _zygote_for(uid: int, limits: SandboxLimits, assignment: str | None) -> Zygote:
+    """This worker's zygote for ``assignment`` and ``limits``, (re)started when there is none
+    alive or it was made for another assignment or other limits."""
+    global _worker_zygote
+    key = (assignment, limits)
+    zygote = _worker_zygote
+    if zygote is not None and (zygote.key != key or not zygote.alive()):
+        zygote.close()
+        zygote = _worker_zygote = None
+    if zygote is None:
+        folders = SlotFolders.for_uid(uid)
+        zygote = Zygote(uid, folders, key)
+        plan = IsolationPlan(shutil.which("bwrap"), shutil.which("setpriv"), uid, (), limits.max_processes + 1)
+        _seeded_matplotlib_dir(folders.tmp)
+        _chown_tree(folders.tmp, uid)
+        env = sandbox_environment({"MPLBACKEND": INLINE_BACKEND, "MPLCONFIGDIR": "/tmp/matplotlib"})
+        limits_json = json.dumps({**limits.rlimits(), **({} if find_cgroup_root() else
+                                                         {"RLIMIT_NPROC": limits.max_processes + 1})})
+
+        def command(fd: int, program: list[str]) -> list[str]:
+            sandboxed = bwrap_command(plan, folders.home, folders.kernel, [(str(folders.channel), SANDBOX_CHANNEL_DIR)],
+                                      env, program, assignment=assignment, tmp=folders.tmp, shm=folders.shm)
+            return [sys.executable, "-I", "-S", "-c", _LAUNCHER, limits_json, *sandboxed]
+
+        zygote.start(command, {"PATH": env["PATH"]})
+        _worker_zygote = zygote
+        atexit.register(zygote.close)  # the grader's own process
+        multiprocessing.util.Finalize(None, zygote.close, exitpriority=10)  # a pool worker (no atexit)
+    return zygote
 
 
 def _system_mounts() -> list[str]:
@@ -359,9 +455,11 @@ def _with_parent_dirs(mounts: list[str]) -> list[str]:
 
 
 def bwrap_command(plan: IsolationPlan, run_dir: Path, kernel_dir: Path, extra_binds: list[tuple[str, str]],
-                  env: dict[str, str], command: list[str], *, assignment: str | None = None) -> list[str]:
+                  env: dict[str, str], command: list[str], *, assignment: str | None = None,
+                  tmp: Path | None = None, shm: Path | None = None) -> list[str]:
     """The ``bwrap [setpriv]`` command that runs ``command`` in the sandbox (see the module docstring),
-    with exactly the environment ``env`` (bwrap clears what the launcher inherited)."""
+    with exactly the environment ``env`` (bwrap clears what the launcher inherited). ``/tmp`` and
+    ``/dev/shm`` are private tmpfs, or the host folders ``tmp`` and ``shm`` (a zygote's slot)."""
     namespaces = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
                   "--die-with-parent", "--new-session"]
     if plan.uid is None:
@@ -369,7 +467,9 @@ def bwrap_command(plan: IsolationPlan, run_dir: Path, kernel_dir: Path, extra_bi
     else:
         namespaces += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     # the private /tmp first: a Python installation or venv under /tmp is then mounted on top of it
-    mounts = ["--tmpfs", "/tmp", *_system_mounts(), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm",
+    tmp_mount = ["--bind", str(tmp), "/tmp"] if tmp else ["--tmpfs", "/tmp"]
+    shm_mount = ["--bind", str(shm), "/dev/shm"] if shm else ["--tmpfs", "/dev/shm"]
+    mounts = [*tmp_mount, *_system_mounts(), "--proc", "/proc", "--dev", "/dev", *shm_mount,
               "--bind", str(run_dir), SANDBOX_HOME, "--bind", str(kernel_dir), str(kernel_dir),
               *student_view_mounts(Path(SANDBOX_PACKAGE_DIR), assignment=assignment)]
     for host, inside in extra_binds:
@@ -480,11 +580,23 @@ class SandboxedKernelManager(AsyncKernelManager):
             return [*prefix, *command]
         return [sys.executable, "-I", "-S", "-c", _LAUNCHER, self.limits_json, *prefix, *command]
 
+    def _zygote(self) -> Zygote | None:
+        """This worker's zygote, if the job's plan forks its kernel from it and the kernel needs no
+        other folder than the ones the zygote's sandbox was made with (else it starts cold)."""
+        plan = self.plan
+        zygote = _worker_zygote
+        if plan is None or plan.zygote_pid is None or zygote is None or zygote.pid != plan.zygote_pid:
+            return None
+        binds = [tuple(pair) for pair in json.loads(self.extra_binds_json)]
+        return zygote if set(binds) <= {(str(zygote.folders.channel), SANDBOX_CHANNEL_DIR)} else None
+
     async def _async_pre_start_kernel(self, **kw: Any):
         plan = self.plan
         if plan is not None:
             # Unix sockets in a folder bound into the sandbox: the kernel has no network.
-            self._kernel_dir = Path(tempfile.mkdtemp(prefix="kernel-", dir=self.work_dir or None))
+            zygote = self._zygote()
+            parent = zygote.folders.kernel if zygote is not None else (self.work_dir or None)
+            self._kernel_dir = Path(tempfile.mkdtemp(prefix="kernel-", dir=parent))
             self.transport = "ipc"
             self.connection_file = str(self._kernel_dir / "connection.json")
             self.ip = str(self._kernel_dir / "k")
@@ -499,32 +611,56 @@ class SandboxedKernelManager(AsyncKernelManager):
                          **self._extra_environment(),
                          "JPY_PARENT_PID": inherited.get("JPY_PARENT_PID", str(os.getpid()))}
         else:
-            assert self._kernel_dir is not None
-            env = sandbox_environment(json.loads(self.extra_env_json))
-            env["MPLCONFIGDIR"] = str(_seeded_matplotlib_dir(self._kernel_dir))
-            if plan.uid is not None:
-                _chown_tree(self._kernel_dir, plan.uid)
-                _chown_tree(run_dir, plan.uid)
-                run_dir.chmod(0o755)  # bwrap's --chdir runs as root without CAP_DAC_OVERRIDE
-            binds = [tuple(pair) for pair in json.loads(self.extra_binds_json)]
-            if plan.uid is not None:
-                for host, _ in binds:  # the sandbox's uid must be able to use what it is given
-                    _chown_tree(Path(host), plan.uid)
-            kw["env"] = {"PATH": env["PATH"]}
-            limits = {**json.loads(self.limits_json), "cgroup.procs": list(plan.cgroup_procs)}
-            if plan.uid is not None and not plan.cgroup_procs:
-                limits["RLIMIT_NPROC"] = plan.max_processes  # the fallback: per-slot uid, no cgroup
-            kernel_cmd = [sys.executable, "-I", "-S", "-c", _LAUNCHER, json.dumps(limits),
-                          *bwrap_command(plan, run_dir, self._kernel_dir, binds, env, kernel_cmd,
-                                         assignment=self.assignment or None)]
+            kw["env"] = {"PATH": sandbox_environment({})["PATH"]}
         kw["cwd"] = str(run_dir)
         self._record_time("kernel_launch")
-        await super()._async_launch_kernel(kernel_cmd, **kw)
+        zygote = self._zygote()
+        if zygote is not None and "ipykernel_launcher" in kernel_cmd and plan is not None:
+            self._fork_from(zygote, plan, kernel_cmd, run_dir)
+        else:
+            if plan is not None:
+                kernel_cmd = self._cold_sandbox_command(plan, kernel_cmd, run_dir)
+            await super()._async_launch_kernel(kernel_cmd, **kw)
         if self.deadline:
             remaining = max(0.0, self.deadline - time.time())
             self._watchdog = threading.Timer(remaining, self._kill_for_deadline)
             self._watchdog.daemon = True
             self._watchdog.start()
+
+    def _cold_sandbox_command(self, plan: IsolationPlan, kernel_cmd: list[str], run_dir: Path) -> list[str]:
+        """The launcher and bwrap command around ``kernel_cmd``: a new sandbox for this kernel."""
+        assert self._kernel_dir is not None
+        env = sandbox_environment(json.loads(self.extra_env_json))
+        env["MPLCONFIGDIR"] = str(_seeded_matplotlib_dir(self._kernel_dir))
+        if plan.uid is not None:
+            _chown_tree(self._kernel_dir, plan.uid)
+            _chown_tree(run_dir, plan.uid)
+            run_dir.chmod(0o755)  # bwrap's --chdir runs as root without CAP_DAC_OVERRIDE
+        binds = [tuple(pair) for pair in json.loads(self.extra_binds_json)]
+        if plan.uid is not None:
+            for host, _ in binds:  # the sandbox's uid must be able to use what it is given
+                _chown_tree(Path(host), plan.uid)
+        limits = {**json.loads(self.limits_json), "cgroup.procs": list(plan.cgroup_procs)}
+        if plan.uid is not None and not plan.cgroup_procs:
+            limits["RLIMIT_NPROC"] = plan.max_processes  # the fallback: per-slot uid, no cgroup
+        return [sys.executable, "-I", "-S", "-c", _LAUNCHER, json.dumps(limits),
+                *bwrap_command(plan, run_dir, self._kernel_dir, binds, env, kernel_cmd,
+                               assignment=self.assignment or None)]
+
+    def _fork_from(self, zygote: Zygote, plan: IsolationPlan, kernel_cmd: list[str], run_dir: Path) -> None:
+        """Start the kernel as a fork of the slot's zygote: the run folder's files go to the slot's
+        home, and the provisioner holds a :class:`~.prewarm.ZygoteKernel` instead of a ``Popen``."""
+        assert self._kernel_dir is not None and plan.uid is not None and self.provisioner is not None
+        shutil.copytree(run_dir, zygote.folders.home, dirs_exist_ok=True)
+        _chown_tree(zygote.folders.home, plan.uid)
+        _chown_tree(self._kernel_dir, plan.uid)
+        env = sandbox_environment({**json.loads(self.extra_env_json), "MPLBACKEND": INLINE_BACKEND,
+                                   "MPLCONFIGDIR": "/tmp/matplotlib"})
+        arguments = kernel_cmd[kernel_cmd.index("ipykernel_launcher") + 1:]
+        process = zygote.fork_kernel(arguments, env, SANDBOX_HOME, plan.cgroup_procs)
+        provisioner = self.provisioner
+        provisioner.process, provisioner.pid, provisioner.pgid = process, process.pid, None
+        self._reconcile_connection_info(provisioner.connection_info)
 
     def _extra_environment(self) -> dict[str, str]:
         """``extra_env_json`` with sandbox paths of ``extra_binds_json`` mapped back to host paths:
@@ -539,7 +675,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         if plan is None:
             return await super()._async_interrupt_kernel()
         if plan.uid is not None:  # the kernel is in its own session: signal all its processes
-            signal_uid(plan.uid, signal.SIGINT)
+            signal_uid(plan.uid, signal.SIGINT, spare=plan.zygote_pid)
             return None
         message = self.session.msg("interrupt_request", content={})
         self._connect_control_socket()
