@@ -1,25 +1,26 @@
 """Run :func:`~cs231n_utils.grading.job.grade_submission` jobs in parallel, yielding results as they finish.
 
-Three engines, one interface (:func:`run_jobs`):
+Two engines, one interface (:func:`run_jobs`):
 
 * ``scheduler="tcp://host:8786"``: an existing Dask distributed cluster. Workers need this
   package and nbgrader installed; they need no shared filesystem, because a
   :class:`~cs231n_utils.grading.job.JobSpec` carries the files as bytes.
-* ``workers > 1`` (default when no scheduler is given): a Dask ``LocalCluster`` of ``workers``
-  single-threaded worker processes.
-* ``workers == 1``: one worker process from :mod:`concurrent.futures` (no Dask start-up cost,
-  and the parent process still never executes student code).
+* otherwise ``workers`` local worker processes from :mod:`concurrent.futures` (the parent
+  process never executes student code). A local Dask cluster would cost its start-up (about
+  3 s of the 2-core machine for two workers) and give nothing more on one machine; each pool
+  worker keeps its grading slot, and the slot's pre-warmed kernel (:mod:`.prewarm`), for all
+  its jobs.
 
-Pool workers fork from a single-threaded fork server, Dask's local workers are spawned: no
-worker is forked from the threaded parent (see :func:`_pool_context`). Jobs are submitted lazily, at most ``2 * workers`` in flight, so 700 submissions never sit in
-memory at once. A job whose worker dies is retried once (the pool's other jobs with it, each
-alone; Dask's ``allowed-failures`` is 1); lost again, it comes back as a failed
-:class:`~cs231n_utils.grading.job.JobResult` saying so, and the batch always continues.
+Pool workers fork from a single-threaded fork server: no worker is forked from the threaded
+parent (see :func:`_pool_context`). Jobs are submitted lazily, at most ``2 * workers`` in
+flight, so 700 submissions never sit in memory at once. A job whose worker dies is retried once
+(the pool's other jobs with it, each alone; a Dask cluster's ``allowed-failures`` should be 1);
+lost again, it comes back as a failed :class:`~cs231n_utils.grading.job.JobResult` saying so,
+and the batch always continues.
 """
 from __future__ import annotations
 
 import multiprocessing
-import tempfile
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -136,19 +137,5 @@ def run_jobs(specs: Iterable[JobSpec], *, workers: int = 1, scheduler: str | Non
         with Client(scheduler) as client:
             slots = max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
             yield from _run_dask(specs, client, slots)
-    elif workers == 1:
-        yield from _run_pool(specs, 1)
     else:
-        import dask
-        from distributed import Client, LocalCluster
-
-        # allowed-failures 1: a job whose worker dies is retried once, then fails as KilledWorker;
-        # the workers' scratch folder is ours, so it goes with the batch
-        with tempfile.TemporaryDirectory(prefix="cs231n-dask-") as scratch:
-            # spawn (distributed's default): never fork the threaded parent (see _pool_context)
-            with dask.config.set({"distributed.worker.multiprocessing-method": "spawn",
-                                  "distributed.scheduler.allowed-failures": 1, "temporary-directory": scratch}):
-                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, memory_limit=0, local_directory=scratch)
-                with cluster, Client(cluster) as client:
-                    yield from _run_dask(specs, client, workers)
+        yield from _run_pool(specs, workers)
