@@ -1,17 +1,18 @@
 """Throughput of ``cs231n-grade autograde`` against plain sequential ``nbgrader autograde``.
 
-Builds a course with N simulated submissions, copies it three times and grades each copy once,
+Builds a course with N simulated submissions, copies it four times and grades each copy once,
 all in this one run, as a fresh command each. ``--assignment update_rules`` (the issue's
 benchmark): the course's real ``update_rules`` assignment, every submission the honest solution.
 ``--assignment demo``: the demo course (:mod:`cs231n_utils.grading.demo_course`), half correct,
 a quarter passing only the visible test, a quarter the blank release. The commands:
 
 1. ``nbgrader autograde ps1`` (sequential, no sandbox: the baseline),
-2. ``cs231n-grade autograde ps1 --workers 1`` (one sandboxed worker process),
-3. ``cs231n-grade autograde ps1 --workers 2`` (Dask LocalCluster, two worker processes).
+2. ``cs231n-grade autograde ps1 --workers 1`` (one sandboxed worker process, pre-warmed kernels),
+3. ``cs231n-grade autograde ps1 --workers 2`` (two worker processes, pre-warmed kernels),
+4. ``cs231n-grade autograde ps1 --workers 2 --cold-kernels`` (every kernel in a new sandbox).
 
-Prints submissions per minute, the ratios to nbgrader, whether all three gradebooks agree, and
-where the time of our runs goes (start-up, per-job time, parallel efficiency).
+Prints submissions per minute, the ratios to nbgrader, whether all the gradebooks agree, and
+where the time of our runs goes (start-up, per-job time and its phases, parallel efficiency).
 
     PYTHONPATH=. .venv/bin/python benchmarks/autograde.py --assignment update_rules --submissions 16
 """
@@ -101,7 +102,7 @@ def main() -> None:
     parser.add_argument("--assignment", default="update_rules",
                         help="'demo' (the demo course) or an assignment of this course (default: update_rules)")
     parser.add_argument("--repeats", type=int, default=1,
-                        help="rounds; each round runs the three commands in a rotated order, the median is shown")
+                        help="rounds; each round runs the four commands in a rotated order, the median is shown")
     args = parser.parse_args()
     if args.submissions < 1 or args.repeats < 1:
         parser.error("--submissions and --repeats must be at least 1")
@@ -117,14 +118,17 @@ def main() -> None:
                                          assignment, "--workers", "1"],
             "cs231n-grade --workers 2": [python, "-m", "cs231n_utils.grading.cli", "--quiet", "autograde",
                                          assignment, "--workers", "2"],
+            "cs231n-grade --workers 2 --cold-kernels": [python, "-m", "cs231n_utils.grading.cli", "--quiet",
+                                                        "autograde", assignment, "--workers", "2", "--cold-kernels"],
         }
         walls: dict[str, list[float]] = {label: [] for label in runs}
         results: dict[str, object] = {}
         labels = list(runs)
         for round_index in range(args.repeats):
-            order = labels[round_index % 3:] + labels[:round_index % 3]  # no command always goes first
+            shift = round_index % len(labels)
+            order = labels[shift:] + labels[:shift]  # no command always goes first
             for label in order:
-                course = Path(scratch) / f"round{round_index}" / label.split()[0] / label.split()[-1]
+                course = Path(scratch) / f"round{round_index}" / str(labels.index(label))
                 shutil.copytree(base, course)
                 walls[label].append(timed(runs[label], course))
                 results[label] = scores(course, assignment)
@@ -143,8 +147,9 @@ def main() -> None:
         print(f"{label:34s} {wall:8.1f} {60 * n / wall:9.1f} {baseline / wall:11.2f}x")
     reference = results["nbgrader autograde (sequential)"]
     agree = all(results[label] == reference for label in runs)
-    print(f"all three gradebooks hold the same scores: {agree} (total {sum(reference.values()):g} points)")
-    for workers, label in ((1, "cs231n-grade --workers 1"), (2, "cs231n-grade --workers 2")):
+    print(f"all the gradebooks hold the same scores: {agree} (total {sum(reference.values()):g} points)")
+    for workers, label in ((1, "cs231n-grade --workers 1"), (2, "cs231n-grade --workers 2"),
+                           (2, "cs231n-grade --workers 2 --cold-kernels")):
         jobs = results[label + " job seconds"]
         busy = sum(jobs)
         print(f"{label}: mean job {busy / len(jobs):.2f} s (kernel start, guarded execution, private gradebook); "
