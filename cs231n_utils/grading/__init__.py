@@ -7,7 +7,7 @@ Modules, one job each:
 - ``sandbox``: resource-limited kernel in an empty temporary directory
 - ``tamper``: static scan of student cells; ``guard``: pristine state before instructor cells
 - ``job``: autograde one submission in a private throw-away course (runs on workers)
-- ``runner``: a process pool of local workers, or an existing Dask scheduler
+- ``runner``: a process pool of local workers (``pool``: their fork server), or an existing Dask scheduler
 - ``gradebook``: gradebook template and serial merges into the course gradebook
 - ``autograde_batch``: plan, run and merge a whole assignment
 - ``feedback``, ``export``: nbgrader feedback per student; CSV, histogram, failure table

@@ -19,7 +19,7 @@ from collections import Counter
 
 from tqdm import tqdm
 
-from .sandbox import SandboxLimits
+from .pool import start_pool_server
 
 
 def _utc(text: str) -> datetime.datetime:
@@ -46,6 +46,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
 def _cmd_autograde(args: argparse.Namespace) -> int:
     from .autograde_batch import autograde, submitted_students
+    from .sandbox import SandboxLimits
 
     students = args.student.split(",") if args.student else submitted_students(args.course, args.assignment)
     limits = SandboxLimits(timeout_s=args.timeout, cell_timeout_s=min(args.cell_timeout, args.timeout),
@@ -167,13 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .job import ignore_session_warnings
-
-    ignore_session_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "autograde" and args.workers < 1:
         parser.error("--workers must be at least 1")
+    if args.command == "autograde" and not args.scheduler:
+        start_pool_server()  # the workers' imports run beside this process's own
+    from .job import ignore_session_warnings
+
+    ignore_session_warnings()
     try:
         return args.run(args)
     except ValueError as error:

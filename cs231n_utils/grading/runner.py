@@ -12,7 +12,7 @@ Two engines, one interface (:func:`run_jobs`):
   its jobs.
 
 Pool workers fork from a single-threaded fork server: no worker is forked from the threaded
-parent (see :func:`_pool_context`). Jobs are submitted lazily, at most ``2 * workers`` in
+parent (see :func:`.pool.pool_context`). Jobs are submitted lazily, at most ``2 * workers`` in
 flight, so 700 submissions never sit in memory at once. A job whose worker dies is retried once
 (the pool's other jobs with it, each alone; a Dask cluster's ``allowed-failures`` should be 1);
 lost again, it comes back as a failed :class:`~cs231n_utils.grading.job.JobResult` saying so,
@@ -20,13 +20,13 @@ and the batch always continues.
 """
 from __future__ import annotations
 
-import multiprocessing
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Iterable, Iterator
 
 from .job import STATUS_FAILED, JobResult, JobSpec, grade_submission
+from .pool import pool_context
 
 
 def _lost(spec: JobSpec, error: BaseException, *, retried: bool = False) -> JobResult:
@@ -35,23 +35,11 @@ def _lost(spec: JobSpec, error: BaseException, *, retried: bool = False) -> JobR
                      [f"worker lost the job{again}: {type(error).__name__}: {error}"], [])
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
-    """``forkserver`` where there is one: a single-threaded server process imports the grading code
-    once and forks each worker from it, so workers start fast *and* never inherit a lock that one
-    of the parent's threads held at fork time (a plain ``fork`` of the threaded parent once hung a
-    worker on the logging lock); ``spawn`` elsewhere."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["cs231n_utils.grading.job"])
-    return context
-
-
 def _run_pool(specs: Iterator[JobSpec], workers: int) -> Iterator[JobResult]:
     """Grade on a process pool; when a worker dies, the pool breaks and every job it held is
     retried once, alone, in a fresh pool (recorded in its reasons); a job lost on its own
     retry is failed, so a job that kills its worker never costs a neighbour its grade."""
-    context = _pool_context()
+    context = pool_context()
     retries: deque[JobSpec] = deque()
     retried: set[tuple[str, str]] = set()
     exhausted = False

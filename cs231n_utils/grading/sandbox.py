@@ -301,7 +301,10 @@ class JobSandbox:
         if os.geteuid() == 0:
             if self._prewarmed():
                 uid = _worker_uid()
-                self.zygote = _zygote_for(uid, self.limits, self.assignment)
+                try:
+                    self.zygote = _zygote_for(uid, self.limits, self.assignment)
+                except (OSError, RuntimeError) as error:  # graded all the same, with a cold kernel
+                    self.faults.append(f"note: no pre-warmed kernel ({error}); the kernel started cold")
             else:
                 slot, self._slot = _claim_slot()
                 uid = uid_base() + slot
@@ -614,10 +617,7 @@ class SandboxedKernelManager(AsyncKernelManager):
             kw["env"] = {"PATH": sandbox_environment({})["PATH"]}
         kw["cwd"] = str(run_dir)
         self._record_time("kernel_launch")
-        zygote = self._zygote()
-        if zygote is not None and "ipykernel_launcher" in kernel_cmd and plan is not None:
-            self._fork_from(zygote, plan, kernel_cmd, run_dir)
-        else:
+        if not self._forked_from_zygote(plan, kernel_cmd, run_dir):
             if plan is not None:
                 kernel_cmd = self._cold_sandbox_command(plan, kernel_cmd, run_dir)
             await super()._async_launch_kernel(kernel_cmd, **kw)
@@ -646,6 +646,18 @@ class SandboxedKernelManager(AsyncKernelManager):
         return [sys.executable, "-I", "-S", "-c", _LAUNCHER, json.dumps(limits),
                 *bwrap_command(plan, run_dir, self._kernel_dir, binds, env, kernel_cmd,
                                assignment=self.assignment or None)]
+
+    def _forked_from_zygote(self, plan: IsolationPlan | None, kernel_cmd: list[str], run_dir: Path) -> bool:
+        """Start the kernel as a fork of the slot's zygote if there is one that can serve it;
+        False (start it cold) otherwise, or if the zygote fails (it may have been killed)."""
+        zygote = self._zygote()
+        if zygote is None or plan is None or "ipykernel_launcher" not in kernel_cmd:
+            return False
+        try:
+            self._fork_from(zygote, plan, kernel_cmd, run_dir)
+        except (OSError, RuntimeError, ValueError):
+            return False
+        return True
 
     def _fork_from(self, zygote: Zygote, plan: IsolationPlan, kernel_cmd: list[str], run_dir: Path) -> None:
         """Start the kernel as a fork of the slot's zygote: the run folder's files go to the slot's
