@@ -39,6 +39,8 @@ def _flags(source: str) -> list[str]:
     "config = {}\nconfig['velocity'] = config.get('velocity', 0)\nconfig.setdefault('m', 0)",
     "import os\npath = os.path.join('data', 'x.npy')",
     "data = [1, 2]  # reusing the name of instructor data is not tampering\ndef double(x):\n    return 2 * x",
+    "def replace_head(model, head, attribute='fc'):\n    setattr(model, attribute, head)\n    return model",
+    "def drop(model):\n    delattr(model.encoder, 'cache')",
 ])
 def test_honest_code_is_not_flagged(source):
     assert _flags(source) == []
@@ -59,7 +61,11 @@ def test_honest_code_is_not_flagged(source):
     ("import sys\nsys.stdout = open('x', 'w')", "uses sys.stdout"),
     ("get_ipython().input_transformers_post.append(lambda l: ['pass'])", "uses get_ipython"),
     ("!cat ../../gradebook.db", "uses get_ipython"),
-    ("setattr(np, 'allclose', print)", "uses setattr"),
+    ("setattr(np, 'allclose', print)", "uses setattr on numpy"),
+    ("setattr(check_close, '__code__', None)", "uses setattr on check_close"),
+    ("import sys\nsetattr(sys.modules['numpy'], 'allclose', print)", "uses setattr on sys.modules"),
+    ("delattr(__import__('numpy'), 'allclose')", "uses delattr on an expression"),
+    ("patch = setattr\npatch(np, 'allclose', print)", "uses setattr"),
     ("import builtins\nbuiltins.AssertionError = Exception", "imports builtins"),
     ("text = open('ps1.ipynb').read()", "string mentions '.ipynb'"),
     ("import os\nfor r, d, f in os.walk('/'):\n    pass", "uses os.walk"),

@@ -34,7 +34,10 @@ FORBIDDEN_IMPORTS = ("ctypes", "gc", "inspect", "importlib", "sqlite3", "subproc
                      "pickle", "marshal", "types", "builtins", "IPython", "ipykernel", "glob",
                      "shutil", "multiprocessing", "threading", "signal", "pty", "nbgrader",
                      "nbformat", "nbclient", "sqlalchemy", "code", "codeop", "dis")
-#: Names a student cell may not call or mention.
+#: Builtins that set or delete an attribute: allowed on the student's own objects (a model's head),
+#: flagged on a protected module, an instructor name, or a target the scan cannot name.
+ATTRIBUTE_SETTERS = ("setattr", "delattr")
+#: Names a student cell may not call or mention (``setattr``/``delattr``: see ATTRIBUTE_SETTERS).
 FORBIDDEN_NAMES = ("get_ipython", "exec", "eval", "compile", "__import__", "globals", "locals",
                    "vars", "setattr", "delattr", "breakpoint", "__builtins__", "__file__")
 #: Attributes a student cell may not use on any object (object internals, frames, file walking).
@@ -221,7 +224,18 @@ class _Scanner(ast.NodeVisitor):
     def visit_Call(self, node: ast.Call) -> None:
         if _allowed_magic(node):
             self._skip.add(id(node.func.value.func))
+        if isinstance(node.func, ast.Name) and node.func.id in ATTRIBUTE_SETTERS:
+            self._check_setter(node, node.func.id)
         self.generic_visit(node)
+
+    def _check_setter(self, node: ast.Call, name: str) -> None:
+        """``setattr(obj, ...)`` is fine on the student's own ``obj``; flag it on what it may not patch."""
+        self._skip.add(id(node.func))
+        target = node.args[0] if node.args else None
+        path = _resolve(_dotted(target), self.aliases) if target is not None else None
+        head = path.split(".")[0] if path else None
+        if path is None or head in PROTECTED_MODULES or head in self.protected:
+            self._flag(node, f"uses {name} on {path or 'an expression'}")
 
     def visit_Name(self, node: ast.Name) -> None:
         if node.id in FORBIDDEN_NAMES and id(node) not in self._skip:
