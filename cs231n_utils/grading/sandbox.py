@@ -58,7 +58,7 @@ from traitlets import Float, Unicode
 from ..validation import check_positive
 from .boundary import student_view_mounts
 from .cgroups import JobCgroup, find_cgroup_root
-from .prewarm import INLINE_BACKEND, SlotFolders, Zygote, ZygoteKernel
+from .prewarm import INLINE_BACKEND, SlotFolders, Zygote, preload_for
 
 # Runs in a bare interpreter (-I -S) as the grader: join the job's cgroups, set the limits,
 # then become the sandbox (or the kernel).
@@ -403,7 +403,7 @@ def _zygote_for(uid: int, limits: SandboxLimits, assignment: str | None) -> Zygo
                                       env, program, assignment=assignment, tmp=folders.tmp, shm=folders.shm)
             return [sys.executable, "-I", "-S", "-c", _LAUNCHER, limits_json, *sandboxed]
 
-        zygote.start(command, {"PATH": env["PATH"]})
+        zygote.start(command, {"PATH": env["PATH"]}, preload_for(assignment))
         _worker_zygote = zygote
         atexit.register(zygote.close)  # the grader's own process
         multiprocessing.util.Finalize(None, zygote.close, exitpriority=10)  # a pool worker (no atexit)
