@@ -120,5 +120,5 @@ def test_after_its_zygote_is_killed_the_next_student_is_graded_by_a_new_one(batc
     assert _line(batch["printed"]["d_honest"], "PARENT") != _line(batch["printed"]["a_planter"], "PARENT")
 
 
-def test_no_process_of_the_slot_is_left():
+def test_no_process_of_the_slot_is_left(batch):
     assert all(not processes_of_uid(UID_BASE + slot) for slot in range(4))
