@@ -10,8 +10,9 @@ copies back into the inputs) into C++/OpenMP loops on the CPU, built with the ma
 compiler, and into Triton kernels on CUDA. No full-size temporary is allocated.
 
 * ``coefficients`` (learning rate, betas, bias corrections...) arrive as 0-d tensors, rows of one
-  small ``(tensors, coefficients)`` tensor made each step, so changing them (a learning-rate
-  schedule, Adam's step count) never recompiles.
+  small ``(tensors, coefficients)`` tensor that each :class:`FusedUpdate` keeps and rewrites in
+  place only when the values change, so changing them (a learning-rate schedule, Adam's step
+  count) never recompiles, and a step with unchanged values (SGD at a constant rate) builds nothing.
 * ``flags`` (Python bools and the like: "has weight decay", "Nesterov") change the formula's
   structure and are compiled in.
 * Shapes are static: each :class:`FusedUpdate` compiles once per list of shapes, flags, dtype and
@@ -119,16 +120,29 @@ class FusedUpdate:
         function = types.FunctionType(code, _apply_formula.__globals__, code.co_name)
         # Dynamo's guards already check every input's size and stride: skip Inductor's second check.
         self._compiled = torch.compile(function, fullgraph=True, dynamic=False, options={"size_asserts": False})
+        self._coefficients: torch.Tensor | None = None
+        self._rows: list[tuple[float, ...]] = []
 
     def __call__(
         self, operand_lists: Sequence[Sequence[torch.Tensor]], rows: Sequence[Sequence[float]], flags: Mapping[str, Any]
     ) -> None:
         """Update ``operand_lists`` (``[params, grads, *state lists]``) in place; ``rows[i]`` holds tensor
         ``i``'s coefficients in the order of ``coefficient_names``, or ``rows`` is a single row for all."""
-        first, count = operand_lists[0][0], len(operand_lists[0])
-        coefficients = torch.tensor(rows, dtype=first.dtype)
-        if len(rows) != count:  # one shared row: the same (count, k) tensor either way, so no recompile
-            coefficients = coefficients.expand(count, -1).contiguous()
+        coefficients = self._coefficient_tensor(rows, operand_lists[0])
+        self._compiled(self._formula, flags, self._names, operand_lists, coefficients)
+
+    def _coefficient_tensor(self, rows: Sequence[Sequence[float]], params: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The ``(len(params), k)`` coefficient tensor on the parameters' device, rewritten only when ``rows``
+        change: the same tensor every step (one shape whether rows are shared or not, so no recompile)."""
+        first, shape = params[0], (len(params), len(self._names))
+        kept = self._coefficients
+        if kept is not None and rows == self._rows and kept.shape == shape and kept.device == first.device:
+            return kept
+        if kept is None or kept.shape != shape or kept.dtype != first.dtype or kept.device != first.device:
+            kept = self._coefficients = torch.empty(shape, dtype=first.dtype, device=first.device)
+        values = torch.tensor(rows, dtype=first.dtype)  # (1, k) broadcasts over the rows
         if first.device.type != "cpu":  # pinned memory lets the copy overlap the previous kernels
-            coefficients = coefficients.pin_memory().to(first.device, non_blocking=True)
-        self._compiled(self._formula, dict(flags), self._names, operand_lists, coefficients)
+            values = values.pin_memory()
+        kept.copy_(values, non_blocking=True)
+        self._rows = [tuple(row) for row in rows]
+        return kept

@@ -45,7 +45,7 @@ Notation: :math:`w` parameter, :math:`g` its gradient, :math:`\eta` ``lr``, :mat
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -177,30 +177,44 @@ class _ElementwiseOptimizer(torch.optim.Optimizer):
         """Apply ``formula`` to every parameter of the group through compiled single-pass kernels."""
         flags, buffer_names = self._flags(group), self._buffer_names(group)
         for (device, dtype), members in group_by_device_and_dtype(params).items():
-            key = (group_index, device, dtype)
-            updates = self.__dict__.setdefault("_fused_updates", {})  # not in the state: rebuilt after a copy
-            if key not in updates:
-                label = f"{type(self).__name__}_{id(self):x}_{group_index}_{device.type}_{str(dtype)[6:]}"
-                updates[key] = FusedUpdate(self.formula, self._coefficient_names, label)
-            update = updates[key]
-            rows: dict[tuple[float, ...], None] = {}  # each distinct row once (usually there is one)
-            per_tensor = []
-            for i in members:
-                self._advance(states[i])
-                coefficients = self._coefficients(group, states[i])
-                per_tensor.append(tuple(coefficients[name] for name in self._coefficient_names))
-                rows[per_tensor[-1]] = None
-            rows = list(rows) if len(rows) == 1 else per_tensor
+            member_states = [states[i] for i in members]
             operand_lists = [
                 [params[i] for i in members],
                 [grads[i] for i in members],
-                *[[states[i][name] for i in members] for name in buffer_names],
+                *[[state[name] for state in member_states] for name in buffer_names],
             ]
-            update(operand_lists, rows, flags)
+            update = self._fused_update(group_index, device, dtype)
+            update(operand_lists, self._coefficient_rows(member_states, group), flags)
+
+    def _fused_update(self, group_index: int, device: torch.device, dtype: torch.dtype) -> FusedUpdate:
+        """The compiled update of one group's tensors on ``device`` with ``dtype``, made at first use."""
+        updates = self.__dict__.setdefault("_fused_updates", {})  # not in the state: rebuilt after a copy
+        key = (group_index, device, dtype)
+        if key not in updates:
+            label = f"{type(self).__name__}_{id(self):x}_{group_index}_{device.type}_{str(dtype)[6:]}"
+            updates[key] = FusedUpdate(self.formula, self._coefficient_names, label)
+        return updates[key]
+
+    def _coefficient_rows(self, states: list[State], group: Group) -> list[tuple[float, ...]]:
+        """Advance every state; return one row of coefficients per tensor, or a single row shared by all.
+
+        The coefficients depend on the group and on the phase :meth:`_advance` returns (Adam: the
+        step count), so they are computed once per distinct phase, not once per tensor.
+        """
+        phases = [self._advance(state) for state in states]
+        rows = {}
+        for phase, state in zip(phases, states):
+            if phase not in rows:
+                coefficients = self._coefficients(group, state)
+                rows[phase] = tuple([coefficients[name] for name in self._coefficient_names])
+        if len(rows) == 1:
+            return list(rows.values())
+        return [rows[phase] for phase in phases]
 
     def _collect(self, group: Group, group_index: int) -> tuple[Tensors, Tensors, list[State]]:
         """The group's parameters that have a gradient, their gradients and their (initialised) state."""
         params, grads, states = [], [], []
+        buffer_names = self._buffer_names(group)
         for index, param in enumerate(group["params"]):
             grad = param.grad
             if grad is None:
@@ -213,7 +227,7 @@ class _ElementwiseOptimizer(torch.optim.Optimizer):
                     f"{'gradient' if grad.is_sparse else 'dtype'}"
                 )
             state = self.state[param]
-            for name in self._buffer_names(group):
+            for name in buffer_names:
                 if name not in state:
                     state[name] = torch.zeros_like(param, memory_format=torch.preserve_format)
             params.append(param)
@@ -236,8 +250,13 @@ class _ElementwiseOptimizer(torch.optim.Optimizer):
         """The new ``(w, *state)`` for weights ``w``, gradient ``g`` and state, elementwise."""
         raise NotImplementedError
 
-    def _advance(self, state: State) -> None:
-        """Per-parameter bookkeeping before an update (Adam counts its steps); none by default."""
+    def _advance(self, state: State) -> Hashable:
+        """Per-parameter bookkeeping before an update (Adam counts its steps); none by default.
+
+        Returns the phase of ``state``: two states of one group with equal phases have equal
+        :meth:`_coefficients` (the rules here without a step count have a single phase, ``None``).
+        """
+        return None
 
     def _coefficients(self, group: Group, state: State) -> Coefficients:
         """The formula's scalar inputs for one parameter, named as in ``_coefficient_names``."""
@@ -487,8 +506,8 @@ class Adam(_ElementwiseOptimizer):
     def _buffer_names(self, group: Mapping[str, Any]) -> tuple[str, ...]:
         return ("exp_avg", "exp_avg_sq")
 
-    def _advance(self, state: State) -> None:
-        self._advance_step(state)
+    def _advance(self, state: State) -> int:
+        return self._advance_step(state)
 
     def _coefficients(self, group: Group, state: State) -> Coefficients:
         (beta1, beta2), t, decay = group["betas"], state["step"], group["weight_decay"]

@@ -450,6 +450,27 @@ def test_fused_does_not_recompile_when_steps_and_learning_rates_change(case: str
     assert all(not torch.equal(p, b) for p, b in zip(params, before))
 
 
+@pytest.mark.parametrize("case", ["sgd-momentum-decay", "adam-decay", "adamw"])
+def test_fused_follows_a_schedule_and_parameters_that_skip_steps(case: str) -> None:
+    """The learning rate changes every other step and the last layer gets no gradient on every third
+    step, so its step counts lag (Adam's tensors then need different coefficient rows): the fused
+    kernel's kept coefficients must follow both, as torch.optim does."""
+    ours, theirs, kwargs = TORCH_PAIRS[case]
+    x, y = make_data()
+    models = [make_model(), make_model()]
+    optimizers = [theirs(models[0].parameters(), **kwargs), ours(models[1].parameters(), fused=True, **kwargs)]
+    for step in range(30):
+        for model, optimizer in zip(models, optimizers):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            if step % 3 == 2:
+                for param in model[2].parameters():
+                    param.grad = None
+            optimizer.param_groups[0]["lr"] = kwargs["lr"] * (1 + step // 2 % 2)
+            optimizer.step()
+    torch.testing.assert_close(flat_params(models[1]), flat_params(models[0]), atol=1e-9, rtol=1e-9)
+
+
 def test_fused_param_groups_and_state_dict_round_trip_across_paths() -> None:
     """Two groups with their own lr and weight decay; 10 fused steps, a checkpoint, 10 more steps on
     the per-tensor and multi-tensor paths: every run equals torch.optim.AdamW's."""
