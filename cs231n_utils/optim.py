@@ -11,8 +11,11 @@ whose state arrays (``velocity``, ``cache``, ``m``, ``v``) are updated in place 
 config: pass it back in on the next step. Bad input raises ``ValueError`` naming the argument.
 
 A NaN or infinity in ``w`` or ``dw`` is caught in the same pass that computes the update (see
-:func:`_update_blocks`): every such input makes the new weights non-finite, and a check of the new
-weights costs about 1 % of a step where separate ``np.isfinite`` checks of both inputs cost 12 %.
+:func:`_update_blocks`): every such input makes the new weights non-finite, and a check of each
+block of new weights while it is in the cache (one dot product of the block with itself) cost
+3.9 % (SGD with momentum) and 4.3 % (Adam) of a 10M-element float32 step in
+``benchmarks/optim_step.py`` on the course's shared 2-core machine, where separate ``np.isfinite``
+checks of both inputs cost 49 % and 23 %.
 The price: when that ``ValueError`` is raised, the state arrays of ``config`` may already be
 partly updated, so discard that config (the weights ``w`` are never modified).
 
@@ -36,7 +39,7 @@ from .validation import (
     check_positive,
     check_same_shape,
     check_unit_interval,
-    has_non_finite,
+    maybe_non_finite,
 )
 
 Config = dict[str, Any]
@@ -111,7 +114,7 @@ def _update_blocks(
     inputs_checked = False
     for block in _blocks(next_w, w, dw, *state):
         yield block
-        if not inputs_checked and has_non_finite(block[0].reshape(-1)):
+        if not inputs_checked and maybe_non_finite(block[0].reshape(-1)):
             check_finite(w, "w")
             check_finite(dw, "dw")
             inputs_checked = True
