@@ -36,6 +36,7 @@ learning rates, betas, step counts and weight decays are kernel inputs, not cons
 """
 from __future__ import annotations
 
+import operator
 import os
 import shutil
 import types
@@ -44,7 +45,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["FUSED_DTYPES", "FusedUpdate", "check_fusable", "inductor_cache_dir"]
+__all__ = ["FUSED_DTYPES", "INDUCTOR_OPTIONS", "FusedUpdate", "check_fusable", "inductor_cache_dir"]
 
 FUSED_DTYPES = (torch.float32, torch.float64)
 """Parameter dtypes the fused kernels accept (low-precision formulas would need float32 math)."""
@@ -109,17 +110,39 @@ def _apply_formula(
             target.copy_(value)
 
 
+INDUCTOR_OPTIONS: dict[str, dict[str, Any]] = {
+    "cpu": {"size_asserts": False},
+    "cuda": {"size_asserts": False},
+}
+"""Inductor options of the fused kernels per device type, read when a :class:`FusedUpdate` is made.
+
+``size_asserts`` is off everywhere: Dynamo's guards already check every input's size and stride.
+On CUDA, Inductor launches one Triton kernel per tensor from its Python wrapper, which costs far
+more than the memory traffic for many small tensors; candidate options against that are
+``combo_kernels`` (horizontal fusion of those kernels into a few) and ``triton.cudagraphs`` (replay
+the launches as one CUDA graph; the weights, the state and the coefficients are then marked as
+static addresses, and the gradients are copied into the graph's buffers each step).
+``benchmarks/fused_variants.py`` times each candidate on a device against ``torch.optim``'s fused
+step; change an entry before an optimizer's first step to use another set.
+"""
+
+
 class FusedUpdate:
     """``formula`` compiled into single-pass kernels; call it with lists of same-device, same-dtype tensors."""
 
-    def __init__(self, formula: Formula, coefficient_names: Sequence[str], label: str) -> None:
+    def __init__(
+        self, formula: Formula, coefficient_names: Sequence[str], label: str, device_type: str = "cpu"
+    ) -> None:
         self._formula = formula
         self._names = tuple(coefficient_names)
+        options = dict(INDUCTOR_OPTIONS[device_type])
+        # CUDA graphs replay fixed addresses: everything but the gradients must be marked static.
+        self._static_inputs = bool(options.get("triton.cudagraphs"))
+        self._marked: list[torch.Tensor] = []
         # A private code object gives this instance its own Dynamo cache and recompile budget.
         code = _apply_formula.__code__.replace(co_name=f"fused_{label}")
         function = types.FunctionType(code, _apply_formula.__globals__, code.co_name)
-        # Dynamo's guards already check every input's size and stride: skip Inductor's second check.
-        self._compiled = torch.compile(function, fullgraph=True, dynamic=False, options={"size_asserts": False})
+        self._compiled = torch.compile(function, fullgraph=True, dynamic=False, options=options)
         self._coefficients: torch.Tensor | None = None
         self._rows: list[tuple[float, ...]] = []
 
@@ -129,7 +152,21 @@ class FusedUpdate:
         """Update ``operand_lists`` (``[params, grads, *state lists]``) in place; ``rows[i]`` holds tensor
         ``i``'s coefficients in the order of ``coefficient_names``, or ``rows`` is a single row for all."""
         coefficients = self._coefficient_tensor(rows, operand_lists[0])
+        if self._static_inputs:
+            self._mark_static(operand_lists, coefficients)
         self._compiled(self._formula, flags, self._names, operand_lists, coefficients)
+
+    def _mark_static(self, operand_lists: Sequence[Sequence[torch.Tensor]], coefficients: torch.Tensor) -> None:
+        """Mark the weights, the state and ``coefficients`` as static addresses for CUDA graphs (not the
+        gradients, which may be new tensors every step); again only when the weights change."""
+        params = operand_lists[0]
+        if len(params) == len(self._marked) and all(map(operator.is_, params, self._marked)):
+            return
+        for tensors in [operand_lists[0], *operand_lists[2:]]:
+            for tensor in tensors:
+                torch._dynamo.mark_static_address(tensor)
+        torch._dynamo.mark_static_address(coefficients)
+        self._marked = list(params)
 
     def _coefficient_tensor(self, rows: Sequence[Sequence[float]], params: Sequence[torch.Tensor]) -> torch.Tensor:
         """The ``(len(params), k)`` coefficient tensor on the parameters' device, rewritten only when ``rows``

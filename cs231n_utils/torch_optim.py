@@ -192,7 +192,7 @@ class _ElementwiseOptimizer(torch.optim.Optimizer):
         key = (group_index, device, dtype)
         if key not in updates:
             label = f"{type(self).__name__}_{id(self):x}_{group_index}_{device.type}_{str(dtype)[6:]}"
-            updates[key] = FusedUpdate(self.formula, self._coefficient_names, label)
+            updates[key] = FusedUpdate(self.formula, self._coefficient_names, label, device.type)
         return updates[key]
 
     def _coefficient_rows(self, states: list[State], group: Group) -> list[tuple[float, ...]]:

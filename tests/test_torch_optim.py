@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from cs231n_utils import optim as numpy_rules
-from cs231n_utils import tensor_blocks, torch_optim
+from cs231n_utils import fused_kernels, tensor_blocks, torch_optim
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 100
@@ -390,6 +390,46 @@ def test_benchmark_resnet18_layout_has_torchvisions_62_shapes() -> None:
     layout = load_benchmark().Layout.parse("resnet18")
     assert len(layout.shapes) == 62 and layout.numel == 11_689_512  # torchvision's parameter count
     assert layout.shapes[0] == (64, 3, 7, 7) and layout.shapes[-2:] == ((1000, 512), (1000,))
+
+
+def load_fused_variants():
+    load_benchmark()  # fused_variants imports optim_step by name
+    spec = importlib.util.spec_from_file_location("fused_variants", ROOT / "benchmarks" / "fused_variants.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fused_variants_prints_a_table_and_goes_on_after_a_failing_variant(capsys, monkeypatch) -> None:
+    variants = load_fused_variants()
+    monkeypatch.setitem(variants.VARIANTS, "broken", {"no_such_inductor_option": True})
+    saved = dict(fused_kernels.INDUCTOR_OPTIONS)
+    args = [
+        "--device", "cpu", "--layout", "64:2", "--rule", "SGD-momentum", "--variant", "broken", "--variant", "default",
+        "--repeats", "2", "--warmup", "1", "--threads", "1",
+    ]
+    assert variants.main(args) == 0
+    out = capsys.readouterr().out
+    assert "ours broken: FAILED" in out and "no_such_inductor_option" in out
+    assert "SGD-momentum, 64 params in 2 tensors" in out
+    assert "\ntorch fused " in out and "\nours default " in out and "\nours broken " not in out
+    assert fused_kernels.INDUCTOR_OPTIONS == saved  # each variant's options are set for its compile only
+
+
+def test_fused_with_cuda_graph_options_marks_weights_and_state_static(monkeypatch) -> None:
+    # On the CPU Inductor records no CUDA graph, but the static marking runs and must not change results.
+    monkeypatch.setitem(fused_kernels.INDUCTOR_OPTIONS, "cpu", {"size_asserts": False, "triton.cudagraphs": True})
+    ours, theirs, kwargs = TORCH_PAIRS["adam-decay"]
+    data = make_data()
+    expected_model, model = make_model(), make_model()
+    train(expected_model, theirs(expected_model.parameters(), **kwargs), 10, data)
+    optimizer = ours(model.parameters(), fused=True, **kwargs)
+    train(model, optimizer, 10, data)
+    torch.testing.assert_close(flat_params(model), flat_params(expected_model), atol=1e-9, rtol=1e-9)
+    for param in model.parameters():
+        for tensor in (param, optimizer.state[param]["exp_avg"], optimizer.state[param]["exp_avg_sq"]):
+            assert getattr(tensor, "_dynamo_static_input_type", None) is not None
+        assert getattr(param.grad, "_dynamo_static_input_type", None) is None
 
 
 def test_benchmark_fused_rows_and_target_line(capsys) -> None:
