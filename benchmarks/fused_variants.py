@@ -119,10 +119,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="cuda", help="torch device: cuda (default) or cpu")
     parser.add_argument(
         "--layout", type=Layout.parse, action="append", metavar="NUMEL:TENSORS",
-        help="resnet18 or NUMEL:TENSORS (repeatable; cuda default 100000000:1, resnet18, 6200:62; cpu 1000000:1, 6200:62)",
+        help="resnet18 or NUMEL:TENSORS (repeatable; default on cuda 100000000:1, resnet18, 6200:62; "
+        "on cpu 1000000:1, 6200:62)",
     )
     parser.add_argument("--rule", choices=DEFAULT_RULES, action="append", help="rule (repeatable; default both)")
-    parser.add_argument("--variant", choices=list(VARIANTS), action="append", help="option set (repeatable; default all)")
+    parser.add_argument(
+        "--variant", choices=list(VARIANTS), action="append", help="option set (repeatable; default all)"
+    )
     parser.add_argument("--repeats", type=int, default=20, help="timed steps per candidate, median reported")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per candidate first")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")

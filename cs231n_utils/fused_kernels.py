@@ -33,6 +33,17 @@ in :func:`inductor_cache_dir`: ``/tmp/torchinductor_<user>`` unless the environm
 variable at the copy before the first compile; to start cold, delete the folder. In-process, each
 optimizer keeps its compiled kernels and never recompiles while its parameters keep their shapes:
 learning rates, betas, step counts and weight decays are kernel inputs, not constants.
+
+Per-step overhead. On the CPU Inductor turns a group's tensors into one C++ function (small
+tensors run serially inside it), so for many small tensors a step costs the call rather than the
+arithmetic. Measured with torch 2.13 on the course's shared 2-core machine (2 threads, load
+average 3-5 from other work), 62 tensors of 100 float32 elements, SGD with momentum: the compiled
+call with its Dynamo guards (one per tensor, 187 here) and Inductor's Python wrapper took 62-65 us,
+the whole step about 165-195 us where ``torch.optim.SGD(fused=True)`` took 190-256 us, timed
+alone; in ``benchmarks/optim_step.py``'s round robin, where five other optimizers run between two
+of our steps, ours took 1.34-1.52x torch's fused step for SGD with momentum and 0.92-1.37x for
+Adam and AdamW (run to run spread under that load). Inductor's ``cpp_wrapper`` option (the
+wrapper in C++) made the call slower there, 114 us instead of 66 us, and is not used.
 """
 from __future__ import annotations
 
