@@ -314,6 +314,16 @@ def test_complex_parameter_raises_naming_the_parameter(make_optimizer) -> None:
         optimizer.step()
 
 
+def test_group_by_device_and_dtype_keeps_first_seen_order_with_one_group_or_several() -> None:
+    f32, f64 = torch.zeros(2), torch.zeros(3, dtype=torch.float64)
+    cpu = torch.device("cpu")
+    assert tensor_blocks.group_by_device_and_dtype([f32, f32, f32]) == {(cpu, torch.float32): [0, 1, 2]}
+    mixed = tensor_blocks.group_by_device_and_dtype([f64, f32, f64, f32])
+    assert mixed == {(cpu, torch.float64): [0, 2], (cpu, torch.float32): [1, 3]}
+    assert list(mixed) == [(cpu, torch.float64), (cpu, torch.float32)]
+    assert tensor_blocks.group_by_device_and_dtype([]) == {}
+
+
 def test_cache_blocks_cover_every_element_once_and_write_through() -> None:
     shapes = [(3, 4), (25,), (1,), (2, 2, 2), (0,), (40,)]
     params = [torch.zeros(shape) for shape in shapes]
