@@ -169,15 +169,15 @@ class FusedUpdate:
 
     def _mark_static(self, operand_lists: Sequence[Sequence[torch.Tensor]], coefficients: torch.Tensor) -> None:
         """Mark the weights, the state and ``coefficients`` as static addresses for CUDA graphs (not the
-        gradients, which may be new tensors every step); again only when the weights change."""
-        params = operand_lists[0]
-        if len(params) == len(self._marked) and all(map(operator.is_, params, self._marked)):
+        gradients, which may be new tensors every step); again whenever one of them is a new tensor
+        (a loaded state dict brings new state tensors for the same weights)."""
+        tensors = [tensor for tensors in [operand_lists[0], *operand_lists[2:]] for tensor in tensors]
+        tensors.append(coefficients)
+        if len(tensors) == len(self._marked) and all(map(operator.is_, tensors, self._marked)):
             return
-        for tensors in [operand_lists[0], *operand_lists[2:]]:
-            for tensor in tensors:
-                torch._dynamo.mark_static_address(tensor)
-        torch._dynamo.mark_static_address(coefficients)
-        self._marked = list(params)
+        for tensor in tensors:
+            torch._dynamo.mark_static_address(tensor)
+        self._marked = tensors
 
     def _coefficient_tensor(self, rows: Sequence[Sequence[float]], params: Sequence[torch.Tensor]) -> torch.Tensor:
         """The ``(len(params), k)`` coefficient tensor on the parameters' device, rewritten only when ``rows``

@@ -436,6 +436,8 @@ def test_fused_with_cuda_graph_options_marks_weights_and_state_static(monkeypatc
     optimizer = ours(model.parameters(), fused=True, **kwargs)
     train(model, optimizer, 10, data)
     torch.testing.assert_close(flat_params(model), flat_params(expected_model), atol=1e-9, rtol=1e-9)
+    optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # new state tensors, same weights
+    train(model, optimizer, 1, data)
     for param in model.parameters():
         for tensor in (param, optimizer.state[param]["exp_avg"], optimizer.state[param]["exp_avg_sq"]):
             assert getattr(tensor, "_dynamo_static_input_type", None) is not None
