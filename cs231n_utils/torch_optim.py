@@ -58,10 +58,17 @@ from typing import Any
 import torch
 
 from .fused_kernels import FusedUpdate, check_fusable
+from .piece_formula import PieceFormula
 from .tensor_blocks import Scratch, block_numel_for, cache_blocks, group_by_device_and_dtype
 from .validation import check_positive, check_unit_interval
 
 __all__ = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
+
+TRACED_PIECE_BYTES = 128 << 10
+"""Pieces of at least this many bytes per operand run the traced ``out=`` form of the formula on the
+per-tensor path; smaller ones run it eagerly. Fresh results of this size and up come from the C
+library's ``mmap`` threshold (128 KiB by default) and page-fault; smaller ones are cheap to allocate,
+and for them the traced form's Python steps cost more than they save."""
 
 Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
 Check = Callable[[Any, str], Any]
@@ -168,15 +175,38 @@ class _ElementwiseOptimizer(torch.optim.Optimizer):
         return loss
 
     def _update_tensor(self, param: torch.Tensor, grad: torch.Tensor, state: State, group: Group) -> None:
-        """Apply ``formula`` to one parameter, one cache-sized piece at a time on the CPU."""
+        """Apply ``formula`` to one parameter; on the CPU one cache-sized piece at a time, traced into
+        ``out=`` steps over reused buffers (:class:`PieceFormula`), elsewhere eagerly on the whole tensor."""
         self._advance(state)
         coefficients, flags = self._coefficients(group, state), self._flags(group)
-        operands = [[param], [grad], *[[state[name]] for name in self._buffer_names(group)]]
-        for block, _ in cache_blocks(operands, block_numel_for(param)):
+        operands = [param, grad, *[state[name] for name in self._buffer_names(group)]]
+        block_numel = block_numel_for(param)
+        for block, _ in cache_blocks([[operand] for operand in operands], block_numel):
             piece = [pieces[0] for pieces in block]  # one tensor in, so one piece of it per block
-            new_values = self.formula(*piece, **coefficients, **flags)
+            size = piece[0].numel()
+            if block_numel is None or size > block_numel or size * param.element_size() < TRACED_PIECE_BYTES:
+                new_values = self.formula(*piece, **coefficients, **flags)
+            else:
+                program = self._piece_formula(len(piece), flags)
+                new_values = program(piece, coefficients, self._piece_buffers(program.buffer_count, param))
             for target, value in zip([piece[0], *piece[2:]], new_values):
                 target.copy_(value)
+
+    def _piece_formula(self, operand_count: int, flags: Mapping[str, Any]) -> PieceFormula:
+        """``formula`` traced for these flags, once per optimizer (not in the state: rebuilt after a copy)."""
+        programs = self.__dict__.setdefault("_piece_formulas", {})
+        key = (operand_count, tuple(sorted(flags.items())))
+        if key not in programs:
+            targets = [0, *range(2, operand_count)]  # new weights, then new state; the gradient is read only
+            programs[key] = PieceFormula(self.formula, operand_count, self._coefficient_names, flags, targets)
+        return programs[key]
+
+    def _piece_buffers(self, count: int, like: torch.Tensor) -> list[torch.Tensor]:
+        """``count`` reused flat buffers of one CPU block each, with ``like``'s dtype and device."""
+        buffers = self.__dict__.setdefault("_piece_buffer_lists", {}).setdefault((like.device, like.dtype), [])
+        while len(buffers) < count:
+            buffers.append(torch.empty(block_numel_for(like), dtype=like.dtype, device=like.device))
+        return buffers
 
     def _update_fused(
         self, params: Tensors, grads: Tensors, states: list[State], group: Group, group_index: int

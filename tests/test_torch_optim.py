@@ -18,6 +18,7 @@ import torch
 
 from cs231n_utils import optim as numpy_rules
 from cs231n_utils import fused_kernels, tensor_blocks, torch_optim
+from cs231n_utils.piece_formula import PieceFormula
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 100
@@ -92,6 +93,40 @@ def test_foreach_matches_torch_when_tensors_are_cut_into_blocks(case: str, monke
     monkeypatch.setattr(tensor_blocks, "CPU_BLOCK_BYTES", 40)
     ours, theirs, kwargs = TORCH_PAIRS[case]
     assert_same_training(ours, theirs, kwargs, foreach=True)
+
+
+@pytest.mark.parametrize("block_bytes", [tensor_blocks.CPU_BLOCK_BYTES, 40], ids=["whole-tensors", "5-element-pieces"])
+@pytest.mark.parametrize("case", sorted(TORCH_PAIRS))
+def test_per_tensor_traced_pieces_match_torch(case: str, block_bytes: int, monkeypatch) -> None:
+    # The MLP's tensors are small, so the per-tensor path would run the formula eagerly: force its
+    # traced out= form on every piece, whole tensors or 5-element slices.
+    monkeypatch.setattr(torch_optim, "TRACED_PIECE_BYTES", 0)
+    monkeypatch.setattr(tensor_blocks, "CPU_BLOCK_BYTES", block_bytes)
+    ours, theirs, kwargs = TORCH_PAIRS[case]
+    assert_same_training(ours, theirs, kwargs, foreach=False)
+
+
+def test_piece_formula_equals_the_eager_formula_and_reuses_buffers() -> None:
+    """Numbers on the left of - and /, an operation without an out= form (exp), a method call, a
+    result that can overwrite its operand and one that cannot (its operand is read after it)."""
+
+    def formula(w, g, s, *, a, b):
+        w_new = w + b / (torch.exp(g) + s.abs())
+        s_new = a - s * b + w  # reads the old w after w_new exists: w_new must not overwrite w
+        return w_new, s_new  # s is dead before s_new is made: s_new may overwrite it
+
+    program = PieceFormula(formula, 3, ("a", "b"), {}, targets=[0, 2])
+    rng = torch.Generator().manual_seed(3)
+    w, g, s = (torch.randn(7, 3, generator=rng, dtype=torch.float64) for _ in range(3))
+    expected = formula(w.clone(), g.clone(), s.clone(), a=0.5, b=2.0)
+    buffers = [torch.empty(21, dtype=torch.float64) for _ in range(program.buffer_count)]
+    operands = [w.clone(), g.clone(), s.clone()]
+    new_w, new_s = program(operands, {"a": 0.5, "b": 2.0}, buffers)
+    torch.testing.assert_close(new_w, expected[0], rtol=1e-15, atol=1e-15)
+    torch.testing.assert_close(new_s, expected[1], rtol=1e-15, atol=1e-15)
+    assert new_s is operands[2] and new_w is not operands[0]  # written in place / left for the caller
+    torch.testing.assert_close(operands[1], g, rtol=0, atol=0)  # the gradient is only read
+    assert program.buffer_count < 5  # 6 tensor steps, buffers reused
 
 
 # (our class and kwargs, NumPy rule and its config) for the same update
@@ -608,9 +643,10 @@ def test_per_tensor_path_makes_no_full_size_temporary(cls: type) -> None:
     param = torch.zeros(1 << 21, requires_grad=True)
     param.grad = torch.ones_like(param)
     optimizer = cls([param], lr=0.1, foreach=False)
-    optimizer.step()  # creates the state
+    optimizer.step()  # creates the state and the per-tensor path's scratch buffers
     largest, _ = bytes_allocated_per_step(optimizer)
-    assert 0 < largest <= tensor_blocks.CPU_BLOCK_BYTES < param.numel() * param.element_size() // 4
+    # the traced form runs every 1 MiB piece in reused buffers: nothing the size of a piece is allocated
+    assert largest < 4096 < param.numel() * param.element_size() // 4
 
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
