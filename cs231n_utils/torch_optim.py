@@ -15,16 +15,16 @@ the gradient and the state and returns their new values), and has three implemen
 
 * the per-tensor path (``foreach=False``) applies the formula to one parameter at a time, and on the
   CPU to one cache-sized piece of it at a time, so its temporaries never grow to the size of a
-  parameter: it is the one to read, not the fast one. It runs every operation of the formula (17
-  for Adam, 4 for SGD with momentum) and a copy per new tensor as separate loops, each allocating
-  a fresh piece-sized result; the old in-place per-tensor code ran 3-10 operations per rule and
-  allocated little. Measured against that code (commit 90be679) in one round-robin run on the
-  course's shared 2-core machine, 2 threads: 1.2x its time for Adam and AdamW on 1 x 10M
-  parameters, 1.04x on ResNet-18's shapes, 2.1-2.2x on 62 tensors of 100 elements (the cost per
-  operation), and 1.9-3.5x for SGD with momentum, whose old code was three in-place passes.
-  Smaller pieces do not help there: pieces below the allocator's 128 KiB threshold avoid its page
-  faults but make every operation a small serial loop, which under that machine's load ran
-  several times slower still;
+  parameter: it is the one to read. Each operation of the formula (17 for Adam, 4 for SGD with
+  momentum) is a separate loop over the piece; pieces of 128 KiB and up run the formula traced
+  once into ``out=`` steps over a few reused piece-sized buffers (:mod:`cs231n_utils.piece_formula`),
+  since a fresh result per operation of that size page-faults, and smaller pieces run it eagerly.
+  Measured against the old in-place per-tensor code (commit 90be679, 3-10 in-place operations per
+  rule on whole tensors) in one round-robin run on the course's shared 2-core machine, 2 threads:
+  0.6-0.8x its time for Adam, AdamW, Adagrad and RMSprop on 1 x 10M parameters, 0.8-0.9x (Adam,
+  AdamW) and 1.6-1.7x (the others) on ResNet-18's shapes, 1.65x for SGD with momentum on 1 x 10M
+  (its old code was three in-place passes), and 2-3x on 62 tensors of 100 elements, where the
+  formula's extra operations cost their call overhead;
 * the multi-tensor path (``foreach=True``) updates all parameters of one device and dtype together
   with in-place ``torch._foreach_*`` operations. On the CPU it runs the whole chain of operations
   on one cache-sized block of elements at a time (:mod:`cs231n_utils.tensor_blocks`), so that
