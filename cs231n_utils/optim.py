@@ -13,10 +13,11 @@ config: pass it back in on the next step. Bad input raises ``ValueError`` naming
 A NaN or infinity in ``w`` or ``dw`` is caught in the same pass that computes the update (see
 :func:`_update_blocks`): every such input makes the new weights non-finite, and a check of each
 block of new weights while it is in the cache (one dot product of the block with itself) cost
-2.2-4.3 % of a 10M-element float32 Adam step and 3.9-6.7 % of an SGD-with-momentum step (four
-runs on the course's shared 2-core machine under load, ``benchmarks/optim_step.py`` and the same
-rules with the check swapped in one round robin), where the earlier dot product with zeros cost
-3.6-6.7 % and 8.9-10.6 %, and separate ``np.isfinite`` checks of both inputs 23-25 % and 37-56 %.
+2.2-4.3 % of a 10M-element float32 Adam step and 3.9-7.7 % of an SGD-with-momentum step (eight
+runs on the course's shared 2-core machine, ``benchmarks/optim_step.py`` and the same rules with
+the check swapped in one round robin), where the earlier dot product with zeros cost 3.6-6.7 % and
+8.9-10.6 %, and separate ``np.isfinite`` checks of both inputs 23-26 % and 37-56 %. Checking two
+or four blocks at once cost more (the older block has left the cache), and so did ``np.einsum``.
 The price: when that ``ValueError`` is raised, the state arrays of ``config`` may already be
 partly updated, so discard that config (the weights ``w`` are never modified).
 
