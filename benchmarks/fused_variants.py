@@ -11,8 +11,10 @@ steps the same parameters; the first step of each of ours compiles (its time is 
 Then all of them are timed round-robin (one step of each per repeat, the device synchronised
 after each step) and the table gives the median milliseconds, the ratio to torch's fused step and
 the bandwidth (Adam moves 7 floats per parameter, SGD with momentum 5). A variant that fails to
-compile or to run prints its error and is left out; the others go on. Choose the set with the
-best ratios on the target device and write it into ``INDUCTOR_OPTIONS``.
+compile or to run prints its error and is left out; the others go on. Before the timings, each
+variant's weights after a few steps on four small tensors are compared with ``torch.optim``'s.
+Choose the set with the best ratios among those that match on the target device and write it into
+``INDUCTOR_OPTIONS``.
 """
 from __future__ import annotations
 
@@ -91,6 +93,45 @@ def candidate_steps(
     return steps, notes
 
 
+CHECK_LAYOUT = Layout.parse("4000:4")
+CHECK_STEPS = 5
+
+
+def set_gradients(params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+    """Give each parameter a copy of its gradient (an optimizer must never see another's tensors)."""
+    for param, grad in zip(params, grads):
+        param.grad = grad.clone()
+
+
+def check_against_torch(rule: str, device: torch.device, variants: Sequence[str]) -> list[str]:
+    """One line per variant: the largest difference between our weights and ``torch.optim``'s
+    (foreach) after :data:`CHECK_STEPS` steps from the same start, with a new gradient every step,
+    on :data:`CHECK_LAYOUT` (a fast option set is of no use if it computes something else)."""
+    theirs, _, kwargs = RULES[rule]
+    reference = make_params(CHECK_LAYOUT, device, torch.float32)
+    reference_optimizer = theirs(reference, foreach=True, **kwargs)
+    gradients = [[torch.randn_like(p) for p in reference] for _ in range(CHECK_STEPS)]
+    for grads in gradients:
+        set_gradients(reference, grads)
+        reference_optimizer.step()
+    lines = []
+    for name in variants:
+        params = make_params(CHECK_LAYOUT, device, torch.float32)
+        try:
+            set_gradients(params, gradients[0])
+            optimizer = ours_with_options(rule, params, device, VARIANTS[name])  # takes the first step
+            for grads in gradients[1:]:
+                set_gradients(params, grads)
+                optimizer.step()
+            worst = max((p - r).abs().max().item() for p, r in zip(params, reference))
+        except Exception as error:  # noqa: BLE001 - one failing variant must not stop the others
+            lines.append(f"check ours {name}: FAILED {type(error).__name__}: {str(error)[:200]}")
+            continue
+        verdict = "matches" if worst <= 1e-5 else "DIFFERS from"
+        lines.append(f"check ours {name}: {verdict} torch.optim after {CHECK_STEPS} steps (max |diff| {worst:.1e})")
+    return lines
+
+
 def table(rule: str, layout: Layout, seconds: dict[str, float], itemsize: int) -> list[str]:
     """Rows of milliseconds, ratio to torch's fused step and bandwidth for every candidate."""
     moved = FLOATS_PER_PARAM[rule] * layout.numel * itemsize
@@ -148,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     print(f"torch {torch.__version__}, {name}; float32; median of {args.repeats} round-robin repeats\n", flush=True)
+    for rule in args.rule:
+        print("\n".join(check_against_torch(rule, device, args.variant)), end="\n\n", flush=True)
     for layout in args.layout:
         for rule in args.rule:
             run_one(rule, layout, device, args)

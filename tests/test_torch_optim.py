@@ -456,9 +456,21 @@ def test_fused_variants_prints_a_table_and_goes_on_after_a_failing_variant(capsy
     assert variants.main(args) == 0
     out = capsys.readouterr().out
     assert "ours broken: FAILED" in out and "no_such_inductor_option" in out
+    assert "check ours default: matches torch.optim after 5 steps" in out and "check ours broken: FAILED" in out
     assert "SGD-momentum, 64 params in 2 tensors" in out
     assert "\ntorch fused " in out and "\nours default " in out and "\nours broken " not in out
     assert fused_kernels.INDUCTOR_OPTIONS == saved  # each variant's options are set for its compile only
+
+
+def test_fused_variants_check_reports_a_variant_that_computes_something_else(monkeypatch) -> None:
+    variants = load_fused_variants()
+
+    def twice_the_rate(params, **kwargs):
+        return torch_optim.SGD(params, **{**kwargs, "lr": 2 * kwargs["lr"]})
+
+    monkeypatch.setitem(variants.RULES, "SGD-momentum", (torch.optim.SGD, twice_the_rate, {"lr": 0.1, "momentum": 0.9}))
+    lines = variants.check_against_torch("SGD-momentum", torch.device("cpu"), ["default"])
+    assert len(lines) == 1 and lines[0].startswith("check ours default: DIFFERS from torch.optim")
 
 
 def test_fused_with_cuda_graph_options_marks_weights_and_state_static(monkeypatch) -> None:
