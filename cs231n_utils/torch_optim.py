@@ -18,8 +18,9 @@ the gradient and the state and returns their new values), and has three implemen
   parameter: it is the one to read. Each operation of the formula (17 for Adam, 4 for SGD with
   momentum) is a separate loop over the piece; pieces of 128 KiB and up run the formula traced
   once into ``out=`` steps over a few reused piece-sized buffers
-  (:mod:`cs231n_utils.piece_formula`), since a fresh result per operation of that size
-  page-faults, and smaller pieces run it eagerly.
+  (:mod:`cs231n_utils.piece_formula`; Adam keeps four 1 MiB buffers per dtype, the other rules
+  one or two, and every rule's results go straight into their weight and state pieces), since a
+  fresh result per operation of that size page-faults, and smaller pieces run it eagerly.
   Measured against the old in-place per-tensor code (commit 90be679, 3-10 in-place operations per
   rule on whole tensors) in one round-robin run on the course's shared 2-core machine, 2 threads:
   0.6-0.8x its time for Adam, AdamW, Adagrad and RMSprop on 1 x 10M parameters, 0.8-0.9x (Adam,
