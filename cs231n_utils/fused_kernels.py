@@ -41,7 +41,7 @@ average 3-5 from other work), 62 tensors of 100 float32 elements, SGD with momen
 call with its Dynamo guards (one per tensor, 187 here) and Inductor's Python wrapper took 62-65 us,
 the whole step about 165-195 us where ``torch.optim.SGD(fused=True)`` took 190-256 us, timed
 alone; in ``benchmarks/optim_step.py``'s round robin, where five other optimizers run between two
-of our steps, ours took 1.34-1.52x torch's fused step for SGD with momentum and 0.92-1.37x for
+of our steps, ours took 1.22-1.52x torch's fused step for SGD with momentum and 0.92-1.37x for
 Adam and AdamW (run to run spread under that load). Inductor's ``cpp_wrapper`` option (the
 wrapper in C++) made the call slower there, 114 us instead of 66 us, and is not used.
 """
