@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from cs231n_utils import optim as numpy_rules  # noqa: E402
 from cs231n_utils import torch_optim  # noqa: E402
-from cs231n_utils.validation import check_finite, has_non_finite  # noqa: E402
+from cs231n_utils.validation import check_finite, maybe_non_finite  # noqa: E402
 
 Step = Callable[[], object]
 FLOATS_PER_PARAM = {"Adam": 7, "AdamW": 7, "SGD-momentum": 5}
@@ -254,11 +254,11 @@ def numpy_steps(rule: str, numel: int, dtype: np.dtype) -> dict[str, Step]:
 
     def unchecked() -> None:
         """The same rule with its in-pass finiteness check switched off."""
-        numpy_rules.has_non_finite = lambda flat: False
+        numpy_rules.maybe_non_finite = lambda flat: False
         try:
             reference(w, dw, unchecked_config)
         finally:
-            numpy_rules.has_non_finite = has_non_finite
+            numpy_rules.maybe_non_finite = maybe_non_finite
 
     def old_checks() -> None:
         check_finite(w, "w")

@@ -10,8 +10,9 @@ copies back into the inputs) into C++/OpenMP loops on the CPU, built with the ma
 compiler, and into Triton kernels on CUDA. No full-size temporary is allocated.
 
 * ``coefficients`` (learning rate, betas, bias corrections...) arrive as 0-d tensors, rows of one
-  small ``(tensors, coefficients)`` tensor made each step, so changing them (a learning-rate
-  schedule, Adam's step count) never recompiles.
+  small ``(tensors, coefficients)`` tensor that each :class:`FusedUpdate` keeps and rewrites in
+  place only when the values change, so changing them (a learning-rate schedule, Adam's step
+  count) never recompiles, and a step with unchanged values (SGD at a constant rate) builds nothing.
 * ``flags`` (Python bools and the like: "has weight decay", "Nesterov") change the formula's
   structure and are compiled in.
 * Shapes are static: each :class:`FusedUpdate` compiles once per list of shapes, flags, dtype and
@@ -32,9 +33,21 @@ in :func:`inductor_cache_dir`: ``/tmp/torchinductor_<user>`` unless the environm
 variable at the copy before the first compile; to start cold, delete the folder. In-process, each
 optimizer keeps its compiled kernels and never recompiles while its parameters keep their shapes:
 learning rates, betas, step counts and weight decays are kernel inputs, not constants.
+
+Per-step overhead. On the CPU Inductor turns a group's tensors into one C++ function (small
+tensors run serially inside it), so for many small tensors a step costs the call rather than the
+arithmetic. Measured with torch 2.13 on the course's shared 2-core machine (2 threads, load
+average 3-5 from other work), 62 tensors of 100 float32 elements, SGD with momentum: the compiled
+call with its Dynamo guards (one per tensor, 187 here) and Inductor's Python wrapper took 62-65 us,
+the whole step about 165-195 us where ``torch.optim.SGD(fused=True)`` took 190-256 us, timed
+alone; in ``benchmarks/optim_step.py``'s round robin, where five other optimizers run between two
+of our steps, ours took 1.22-1.52x torch's fused step for SGD with momentum and 0.92-1.37x for
+Adam and AdamW (run to run spread under that load). Inductor's ``cpp_wrapper`` option (the
+wrapper in C++) made the call slower there, 114 us instead of 66 us, and is not used.
 """
 from __future__ import annotations
 
+import operator
 import os
 import shutil
 import types
@@ -43,7 +56,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["FUSED_DTYPES", "FusedUpdate", "check_fusable", "inductor_cache_dir"]
+__all__ = ["FUSED_DTYPES", "INDUCTOR_OPTIONS", "FusedUpdate", "check_fusable", "inductor_cache_dir"]
 
 FUSED_DTYPES = (torch.float32, torch.float64)
 """Parameter dtypes the fused kernels accept (low-precision formulas would need float32 math)."""
@@ -108,27 +121,76 @@ def _apply_formula(
             target.copy_(value)
 
 
+INDUCTOR_OPTIONS: dict[str, dict[str, Any]] = {
+    "cpu": {"size_asserts": False},
+    "cuda": {"size_asserts": False},
+}
+"""Inductor options of the fused kernels per device type, read when a :class:`FusedUpdate` is made.
+
+``size_asserts`` is off everywhere: Dynamo's guards already check every input's size and stride.
+On CUDA, Inductor launches one Triton kernel per tensor from its Python wrapper, which costs far
+more than the memory traffic for many small tensors; candidate options against that are
+``combo_kernels`` (horizontal fusion of those kernels into a few) and ``triton.cudagraphs`` (replay
+the launches as one CUDA graph; the weights, the state and the coefficients are then marked as
+static addresses, and the gradients are copied into the graph's buffers each step).
+``benchmarks/fused_variants.py`` times each candidate on a device against ``torch.optim``'s fused
+step; change an entry before an optimizer's first step to use another set.
+"""
+
+
 class FusedUpdate:
     """``formula`` compiled into single-pass kernels; call it with lists of same-device, same-dtype tensors."""
 
-    def __init__(self, formula: Formula, coefficient_names: Sequence[str], label: str) -> None:
+    def __init__(
+        self, formula: Formula, coefficient_names: Sequence[str], label: str, device_type: str = "cpu"
+    ) -> None:
         self._formula = formula
         self._names = tuple(coefficient_names)
+        options = dict(INDUCTOR_OPTIONS[device_type])
+        # CUDA graphs replay fixed addresses: everything but the gradients must be marked static.
+        self._static_inputs = bool(options.get("triton.cudagraphs"))
+        self._marked: list[torch.Tensor] = []
         # A private code object gives this instance its own Dynamo cache and recompile budget.
         code = _apply_formula.__code__.replace(co_name=f"fused_{label}")
         function = types.FunctionType(code, _apply_formula.__globals__, code.co_name)
-        # Dynamo's guards already check every input's size and stride: skip Inductor's second check.
-        self._compiled = torch.compile(function, fullgraph=True, dynamic=False, options={"size_asserts": False})
+        self._compiled = torch.compile(function, fullgraph=True, dynamic=False, options=options)
+        self._coefficients: torch.Tensor | None = None
+        self._rows: list[tuple[float, ...]] = []
 
     def __call__(
         self, operand_lists: Sequence[Sequence[torch.Tensor]], rows: Sequence[Sequence[float]], flags: Mapping[str, Any]
     ) -> None:
         """Update ``operand_lists`` (``[params, grads, *state lists]``) in place; ``rows[i]`` holds tensor
         ``i``'s coefficients in the order of ``coefficient_names``, or ``rows`` is a single row for all."""
-        first, count = operand_lists[0][0], len(operand_lists[0])
-        coefficients = torch.tensor(rows, dtype=first.dtype)
-        if len(rows) != count:  # one shared row: the same (count, k) tensor either way, so no recompile
-            coefficients = coefficients.expand(count, -1).contiguous()
+        coefficients = self._coefficient_tensor(rows, operand_lists[0])
+        if self._static_inputs:
+            self._mark_static(operand_lists, coefficients)
+        self._compiled(self._formula, flags, self._names, operand_lists, coefficients)
+
+    def _mark_static(self, operand_lists: Sequence[Sequence[torch.Tensor]], coefficients: torch.Tensor) -> None:
+        """Mark the weights, the state and ``coefficients`` as static addresses for CUDA graphs (not the
+        gradients, which may be new tensors every step); again whenever one of them is a new tensor
+        (a loaded state dict brings new state tensors for the same weights)."""
+        tensors = [tensor for tensors in [operand_lists[0], *operand_lists[2:]] for tensor in tensors]
+        tensors.append(coefficients)
+        if len(tensors) == len(self._marked) and all(map(operator.is_, tensors, self._marked)):
+            return
+        for tensor in tensors:
+            torch._dynamo.mark_static_address(tensor)
+        self._marked = tensors
+
+    def _coefficient_tensor(self, rows: Sequence[Sequence[float]], params: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The ``(len(params), k)`` coefficient tensor on the parameters' device, rewritten only when ``rows``
+        change: the same tensor every step (one shape whether rows are shared or not, so no recompile)."""
+        first, shape = params[0], (len(params), len(self._names))
+        kept = self._coefficients
+        if kept is not None and rows == self._rows and kept.shape == shape and kept.device == first.device:
+            return kept
+        if kept is None or kept.shape != shape or kept.dtype != first.dtype or kept.device != first.device:
+            kept = self._coefficients = torch.empty(shape, dtype=first.dtype, device=first.device)
+        values = torch.tensor(rows, dtype=first.dtype)  # (1, k) broadcasts over the rows
         if first.device.type != "cpu":  # pinned memory lets the copy overlap the previous kernels
-            coefficients = coefficients.pin_memory().to(first.device, non_blocking=True)
-        self._compiled(self._formula, dict(flags), self._names, operand_lists, coefficients)
+            values = values.pin_memory()
+        kept.copy_(values, non_blocking=True)
+        self._rows = [tuple(row) for row in rows]
+        return kept

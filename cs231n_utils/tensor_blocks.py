@@ -39,9 +39,12 @@ def block_numel_for(tensor: torch.Tensor) -> int | None:
 
 def group_by_device_and_dtype(tensors: Sequence[torch.Tensor]) -> dict[tuple[torch.device, torch.dtype], list[int]]:
     """Indices of ``tensors`` grouped by ``(device, dtype)``, in first-seen order (each group keeps input order)."""
+    keys = [(tensor.device, tensor.dtype) for tensor in tensors]
+    if keys and keys.count(keys[0]) == len(keys):  # the common case, one group: no per-tensor dict work
+        return {keys[0]: list(range(len(keys)))}
     groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
-    for index, tensor in enumerate(tensors):
-        groups.setdefault((tensor.device, tensor.dtype), []).append(index)
+    for index, key in enumerate(keys):
+        groups.setdefault(key, []).append(index)
     return groups
 
 

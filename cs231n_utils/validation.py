@@ -25,27 +25,27 @@ def check_finite(array: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} contains NaN or infinity")
 
 
-_ZEROS: dict[np.dtype, np.ndarray] = {}
+def maybe_non_finite(flat: np.ndarray) -> bool:
+    """Whether the 1-D array ``flat`` may hold a NaN or an infinity, from one BLAS dot product.
 
-
-def has_non_finite(flat: np.ndarray) -> bool:
-    """Whether the 1-D array ``flat`` holds a NaN or an infinity, in one BLAS dot product.
-
-    :math:`x \\cdot 0 = 0` for every finite :math:`x`, but ``nan * 0`` and ``inf * 0`` are NaN, so
-    ``flat @ zeros`` is NaN exactly when ``flat`` has a non-finite entry; it cannot overflow. One
-    vectorised pass without a temporary: on a cache-resident block it costs a few microseconds,
-    where ``np.isfinite(flat).all()`` writes and re-reads a boolean array.
+    :math:`x \\cdot x = \\sum_i x_i^2` is NaN or infinite when some :math:`x_i` is (a sum of
+    non-negative terms cannot cancel an infinity, and a quiet NaN raises no floating-point flag), and
+    finite otherwise unless the sum overflows: ``False`` means every entry is finite, ``True`` means
+    "check the entries" (a NaN or infinity, or finite values so large that their squares overflow,
+    :math:`|x_i| \\gtrsim 10^{17}` in a float32 block of :math:`2^{16}`, which NumPy reports with an
+    overflow ``RuntimeWarning``). One vectorised read of ``flat``, no temporary and no second
+    operand: measured on the course's shared 2-core machine, 3.3 us for :math:`2^{16}` float32
+    elements in the cache, where a dot product with zeros inside ``np.errstate`` took 7.9 us and
+    ``np.isfinite(flat).all()`` 8.7 us. Float16, whose squares overflow at a few hundred, uses
+    ``np.isfinite``.
     """
     if flat.ndim != 1:
         raise ValueError(f"flat must be 1-D, got shape {flat.shape}")
     if flat.dtype.kind != "f":
         return False
-    zeros = _ZEROS.get(flat.dtype)
-    if zeros is None or zeros.size < flat.size:
-        zeros = _ZEROS[flat.dtype] = np.zeros(max(flat.size, 1 << 16), dtype=flat.dtype)
-    with np.errstate(invalid="ignore"):  # inf * 0 is meant to give NaN here: no warning
-        product = np.dot(flat, zeros[: flat.size])
-    return not math.isfinite(float(product))
+    if flat.dtype.itemsize < 4:
+        return not np.isfinite(flat).all()
+    return not math.isfinite(float(np.dot(flat, flat)))
 
 
 def check_same_shape(a: np.ndarray, a_name: str, b: np.ndarray, b_name: str) -> None:

@@ -9,7 +9,7 @@ import torch
 
 from cs231n_utils import optim
 from cs231n_utils.gradcheck import rel_error
-from cs231n_utils.validation import has_non_finite
+from cs231n_utils.validation import maybe_non_finite
 
 STEPS = 50
 
@@ -201,12 +201,14 @@ def test_rules_match_torch_on_large_and_non_contiguous_arrays(name: str, layout:
 
 @pytest.mark.parametrize("name", sorted(optim.UPDATE_RULES))
 @pytest.mark.parametrize(("argument", "value"), [("w", np.nan), ("w", -np.inf), ("dw", np.nan), ("dw", np.inf)])
-def test_non_finite_input_in_a_late_block_raises_naming_it(name: str, argument: str, value: float) -> None:
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_non_finite_input_in_a_late_block_raises_naming_it(name: str, argument: str, value: float, dtype) -> None:
     """The finiteness check runs block by block inside the update: a bad value in the last block of a
     multi-block array, or in a non-contiguous array, must still raise."""
     rng = np.random.default_rng(5)
     for w in (rng.standard_normal(3 * optim.BLOCK_SIZE + 7), rng.standard_normal((40, 30)).T):
-        inputs = {"w": w.copy(), "dw": rng.standard_normal(w.shape)}
+        w = w.astype(dtype)
+        inputs = {"w": w.copy(), "dw": rng.standard_normal(w.shape).astype(dtype)}
         inputs[argument][-1, ...] = value  # the last element: in the last block
         with pytest.raises(ValueError, match=rf"^{argument} contains NaN or infinity"):
             optim.UPDATE_RULES[name](inputs["w"], inputs["dw"], None)
@@ -219,13 +221,22 @@ def test_overflow_of_finite_inputs_is_not_reported_as_a_bad_input() -> None:
     assert np.isinf(next_w).all()  # float32 overflowed, but w and dw were valid
 
 
-def test_has_non_finite_sees_nan_and_infinity_anywhere_and_nothing_else() -> None:
-    values = np.linspace(-1e30, 1e30, 1000)
-    assert not has_non_finite(values) and not has_non_finite(values.astype(np.float32))
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_maybe_non_finite_sees_nan_and_infinity_anywhere(dtype: type) -> None:
+    values = np.linspace(-100, 100, 1 << 16).astype(dtype)  # squares sum to far more than float16's range
+    assert not maybe_non_finite(values)
     for bad in (np.nan, np.inf, -np.inf):
-        for index in (0, 500, 999):
+        for index in (0, 500, values.size - 1):
             broken = values.copy()
             broken[index] = bad
-            assert has_non_finite(broken) and has_non_finite(broken.astype(np.float32))
+            assert maybe_non_finite(broken)
+    assert not maybe_non_finite(np.arange(5))  # integers are always finite
     with pytest.raises(ValueError, match="flat"):
-        has_non_finite(np.zeros((2, 2)))
+        maybe_non_finite(np.zeros((2, 2), dtype=dtype))
+
+
+def test_maybe_non_finite_says_maybe_only_for_squares_beyond_the_dtype() -> None:
+    assert not maybe_non_finite(np.full(1 << 16, 1e16, dtype=np.float32))
+    with pytest.warns(RuntimeWarning, match="overflow"):
+        assert maybe_non_finite(np.full(1 << 16, 1e18, dtype=np.float32))
+    assert not maybe_non_finite(np.full(1 << 16, 1e18))  # float64 squares fit

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from cs231n_utils import optim as numpy_rules
-from cs231n_utils import tensor_blocks, torch_optim
+from cs231n_utils import fused_kernels, tensor_blocks, torch_optim
+from cs231n_utils.piece_formula import PieceFormula
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 100
@@ -92,6 +93,40 @@ def test_foreach_matches_torch_when_tensors_are_cut_into_blocks(case: str, monke
     monkeypatch.setattr(tensor_blocks, "CPU_BLOCK_BYTES", 40)
     ours, theirs, kwargs = TORCH_PAIRS[case]
     assert_same_training(ours, theirs, kwargs, foreach=True)
+
+
+@pytest.mark.parametrize("block_bytes", [tensor_blocks.CPU_BLOCK_BYTES, 40], ids=["whole-tensors", "5-element-pieces"])
+@pytest.mark.parametrize("case", sorted(TORCH_PAIRS))
+def test_per_tensor_traced_pieces_match_torch(case: str, block_bytes: int, monkeypatch) -> None:
+    # The MLP's tensors are small, so the per-tensor path would run the formula eagerly: force its
+    # traced out= form on every piece, whole tensors or 5-element slices.
+    monkeypatch.setattr(torch_optim, "TRACED_PIECE_BYTES", 0)
+    monkeypatch.setattr(tensor_blocks, "CPU_BLOCK_BYTES", block_bytes)
+    ours, theirs, kwargs = TORCH_PAIRS[case]
+    assert_same_training(ours, theirs, kwargs, foreach=False)
+
+
+def test_piece_formula_equals_the_eager_formula_and_reuses_buffers() -> None:
+    """Numbers on the left of - and /, an operation without an out= form (exp), a method call, a
+    result that can overwrite its operand and one that cannot (its operand is read after it)."""
+
+    def formula(w, g, s, *, a, b):
+        w_new = w + b / (torch.exp(g) + s.abs())
+        s_new = a - s * b + w  # reads the old w after w_new exists: w_new must not overwrite w
+        return w_new, s_new  # s is dead before s_new is made: s_new may overwrite it
+
+    program = PieceFormula(formula, 3, ("a", "b"), {}, targets=[0, 2])
+    rng = torch.Generator().manual_seed(3)
+    w, g, s = (torch.randn(7, 3, generator=rng, dtype=torch.float64) for _ in range(3))
+    expected = formula(w.clone(), g.clone(), s.clone(), a=0.5, b=2.0)
+    buffers = [torch.empty(21, dtype=torch.float64) for _ in range(program.buffer_count)]
+    operands = [w.clone(), g.clone(), s.clone()]
+    new_w, new_s = program(operands, {"a": 0.5, "b": 2.0}, buffers)
+    torch.testing.assert_close(new_w, expected[0], rtol=1e-15, atol=1e-15)
+    torch.testing.assert_close(new_s, expected[1], rtol=1e-15, atol=1e-15)
+    assert new_s is operands[2] and new_w is not operands[0]  # written in place / left for the caller
+    torch.testing.assert_close(operands[1], g, rtol=0, atol=0)  # the gradient is only read
+    assert program.buffer_count < 5  # 6 tensor steps, buffers reused
 
 
 # (our class and kwargs, NumPy rule and its config) for the same update
@@ -314,6 +349,16 @@ def test_complex_parameter_raises_naming_the_parameter(make_optimizer) -> None:
         optimizer.step()
 
 
+def test_group_by_device_and_dtype_keeps_first_seen_order_with_one_group_or_several() -> None:
+    f32, f64 = torch.zeros(2), torch.zeros(3, dtype=torch.float64)
+    cpu = torch.device("cpu")
+    assert tensor_blocks.group_by_device_and_dtype([f32, f32, f32]) == {(cpu, torch.float32): [0, 1, 2]}
+    mixed = tensor_blocks.group_by_device_and_dtype([f64, f32, f64, f32])
+    assert mixed == {(cpu, torch.float64): [0, 2], (cpu, torch.float32): [1, 3]}
+    assert list(mixed) == [(cpu, torch.float64), (cpu, torch.float32)]
+    assert tensor_blocks.group_by_device_and_dtype([]) == {}
+
+
 def test_cache_blocks_cover_every_element_once_and_write_through() -> None:
     shapes = [(3, 4), (25,), (1,), (2, 2, 2), (0,), (40,)]
     params = [torch.zeros(shape) for shape in shapes]
@@ -392,6 +437,60 @@ def test_benchmark_resnet18_layout_has_torchvisions_62_shapes() -> None:
     assert layout.shapes[0] == (64, 3, 7, 7) and layout.shapes[-2:] == ((1000, 512), (1000,))
 
 
+def load_fused_variants():
+    load_benchmark()  # fused_variants imports optim_step by name
+    spec = importlib.util.spec_from_file_location("fused_variants", ROOT / "benchmarks" / "fused_variants.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fused_variants_prints_a_table_and_goes_on_after_a_failing_variant(capsys, monkeypatch) -> None:
+    variants = load_fused_variants()
+    monkeypatch.setitem(variants.VARIANTS, "broken", {"no_such_inductor_option": True})
+    saved = dict(fused_kernels.INDUCTOR_OPTIONS)
+    args = [
+        "--device", "cpu", "--layout", "64:2", "--rule", "SGD-momentum", "--variant", "broken", "--variant", "default",
+        "--repeats", "2", "--warmup", "1", "--threads", "1",
+    ]
+    assert variants.main(args) == 0
+    out = capsys.readouterr().out
+    assert "ours broken: FAILED" in out and "no_such_inductor_option" in out
+    assert "check ours default: matches torch.optim after 5 steps" in out and "check ours broken: FAILED" in out
+    assert "SGD-momentum, 64 params in 2 tensors" in out
+    assert "\ntorch fused " in out and "\nours default " in out and "\nours broken " not in out
+    assert fused_kernels.INDUCTOR_OPTIONS == saved  # each variant's options are set for its compile only
+
+
+def test_fused_variants_check_reports_a_variant_that_computes_something_else(monkeypatch) -> None:
+    variants = load_fused_variants()
+
+    def twice_the_rate(params, **kwargs):
+        return torch_optim.SGD(params, **{**kwargs, "lr": 2 * kwargs["lr"]})
+
+    monkeypatch.setitem(variants.RULES, "SGD-momentum", (torch.optim.SGD, twice_the_rate, {"lr": 0.1, "momentum": 0.9}))
+    lines = variants.check_against_torch("SGD-momentum", torch.device("cpu"), ["default"])
+    assert len(lines) == 1 and lines[0].startswith("check ours default: DIFFERS from torch.optim")
+
+
+def test_fused_with_cuda_graph_options_marks_weights_and_state_static(monkeypatch) -> None:
+    # On the CPU Inductor records no CUDA graph, but the static marking runs and must not change results.
+    monkeypatch.setitem(fused_kernels.INDUCTOR_OPTIONS, "cpu", {"size_asserts": False, "triton.cudagraphs": True})
+    ours, theirs, kwargs = TORCH_PAIRS["adam-decay"]
+    data = make_data()
+    expected_model, model = make_model(), make_model()
+    train(expected_model, theirs(expected_model.parameters(), **kwargs), 10, data)
+    optimizer = ours(model.parameters(), fused=True, **kwargs)
+    train(model, optimizer, 10, data)
+    torch.testing.assert_close(flat_params(model), flat_params(expected_model), atol=1e-9, rtol=1e-9)
+    optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # new state tensors, same weights
+    train(model, optimizer, 1, data)
+    for param in model.parameters():
+        for tensor in (param, optimizer.state[param]["exp_avg"], optimizer.state[param]["exp_avg_sq"]):
+            assert getattr(tensor, "_dynamo_static_input_type", None) is not None
+        assert getattr(param.grad, "_dynamo_static_input_type", None) is None
+
+
 def test_benchmark_fused_rows_and_target_line(capsys) -> None:
     bench = load_benchmark()
     args = ["--quick", "--layout", "64:2", "--rule", "SGD-momentum", "--numpy-numel", "1000", "--threads", "1"]
@@ -448,6 +547,27 @@ def test_fused_does_not_recompile_when_steps_and_learning_rates_change(case: str
                 param.grad = torch.full_like(param, 0.1 * (step + 1))
             optimizer.step()
     assert all(not torch.equal(p, b) for p, b in zip(params, before))
+
+
+@pytest.mark.parametrize("case", ["sgd-momentum-decay", "adam-decay", "adamw"])
+def test_fused_follows_a_schedule_and_parameters_that_skip_steps(case: str) -> None:
+    """The learning rate changes every other step and the last layer gets no gradient on every third
+    step, so its step counts lag (Adam's tensors then need different coefficient rows): the fused
+    kernel's kept coefficients must follow both, as torch.optim does."""
+    ours, theirs, kwargs = TORCH_PAIRS[case]
+    x, y = make_data()
+    models = [make_model(), make_model()]
+    optimizers = [theirs(models[0].parameters(), **kwargs), ours(models[1].parameters(), fused=True, **kwargs)]
+    for step in range(30):
+        for model, optimizer in zip(models, optimizers):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            if step % 3 == 2:
+                for param in model[2].parameters():
+                    param.grad = None
+            optimizer.param_groups[0]["lr"] = kwargs["lr"] * (1 + step // 2 % 2)
+            optimizer.step()
+    torch.testing.assert_close(flat_params(models[1]), flat_params(models[0]), atol=1e-9, rtol=1e-9)
 
 
 def test_fused_param_groups_and_state_dict_round_trip_across_paths() -> None:
@@ -535,9 +655,10 @@ def test_per_tensor_path_makes_no_full_size_temporary(cls: type) -> None:
     param = torch.zeros(1 << 21, requires_grad=True)
     param.grad = torch.ones_like(param)
     optimizer = cls([param], lr=0.1, foreach=False)
-    optimizer.step()  # creates the state
+    optimizer.step()  # creates the state and the per-tensor path's scratch buffers
     largest, _ = bytes_allocated_per_step(optimizer)
-    assert 0 < largest <= tensor_blocks.CPU_BLOCK_BYTES < param.numel() * param.element_size() // 4
+    # the traced form runs every 1 MiB piece in reused buffers: nothing the size of a piece is allocated
+    assert largest < 4096 < param.numel() * param.element_size() // 4
 
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
