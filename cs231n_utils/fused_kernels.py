@@ -123,7 +123,7 @@ def _apply_formula(
 
 INDUCTOR_OPTIONS: dict[str, dict[str, Any]] = {
     "cpu": {"size_asserts": False},
-    "cuda": {"size_asserts": False},
+    "cuda": {"size_asserts": False, "combo_kernels": True},
 }
 """Inductor options of the fused kernels per device type, read when a :class:`FusedUpdate` is made.
 
@@ -135,6 +135,22 @@ the launches as one CUDA graph; the weights, the state and the coefficients are 
 static addresses, and the gradients are copied into the graph's buffers each step).
 ``benchmarks/fused_variants.py`` times each candidate on a device against ``torch.optim``'s fused
 step; change an entry before an optimizer's first step to use another set.
+
+CUDA uses ``combo_kernels``, the only set no slower than the default anywhere. Measured on an
+H200 (torch 2.11, Triton 3.6), our step / torch's fused step, Adam then SGD with momentum:
+
+================  ===============  ===============
+option set        1 x 100M         ResNet-18 shapes
+================  ===============  ===============
+default           1.01 / 0.97      3.66 / 4.09
+combo_kernels     0.98 / 0.91      2.43 / 2.27
+cudagraphs        1.28 / 1.34      2.05 / 2.21
+combo+cudagraphs  1.27 / 1.33      1.87 / 1.80
+================  ===============  ===============
+
+CUDA graphs help many small tensors but copy every gradient into the graph, which costs a third
+more time on one large tensor; Inductor's per-step Python overhead on ResNet-18's 62 tensors
+remains (torch's fused Adam: 0.53 ms a step there, ours 1.3 ms).
 """
 
 
