@@ -277,7 +277,8 @@ def test_the_full_experiment_table_has_every_cell(splits, pretrained):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_finetuning_runs_on_cuda(splits, pretrained):
-    model = replace_head(unfreeze(_cnn()), 5)
+    model = unfreeze(_cnn())
+    replace_head(model, 5)  # returns the new head; the model is changed in place
     groups = discriminative_param_groups(model, 1e-3, 0.5)
     X, y = select_classes(splits.X_train, splits.y_train, (5, 6, 7, 8, 9))
     history = train(model, (X, y), optimizer_factory=partial(torch.optim.Adam), params=groups, epochs=1, device="cuda")
