@@ -407,20 +407,13 @@ class Zygote:
 
 def _kill_uid(uid: int, spare: int | None, timeout_s: float = KILL_TIMEOUT_S) -> int:
     """SIGKILL every process of ``uid`` but ``spare`` until none is left; return the most seen at once."""
-    from .sandbox import processes_of_uid
+    from .sandbox import processes_of_uid, signal_uid
 
     deadline = time.monotonic() + timeout_s
     most = 0
-    while True:
-        others = processes_of_uid(uid) - {spare}
-        if not others:
-            return most
+    while others := processes_of_uid(uid) - {spare}:
         if time.monotonic() > deadline:
             raise RuntimeError(f"{len(others)} process(es) of uid {uid} survive SIGKILL")
-        most = max(most, len(others))
-        for pid in others:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        most = max(most, signal_uid(uid, signal.SIGKILL, spare=spare))
         time.sleep(0.01)
+    return most
