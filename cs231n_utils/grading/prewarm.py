@@ -39,12 +39,13 @@ import select
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
 from .boundary import grader_cache_dir
@@ -159,9 +160,16 @@ while True:
 
 @dataclass(frozen=True)
 class SlotFolders:
-    """The host folders a slot's sandbox may write, bound at fixed places inside it."""
+    """The host folders a slot's sandbox may write, bound at fixed places inside it.
+
+    ``/tmp`` and ``/dev/shm`` are root's with the sticky bit, as on any machine: a kernel can make
+    and delete its own files there, never rename or delete the folders that bubblewrap made (as
+    root) to mount the Python installation when it lives under ``/tmp``. ``mounted`` lists, per
+    writable folder, those mount points relative to it; :meth:`empty` keeps them.
+    """
 
     root: Path
+    mounted: tuple[tuple[Path, tuple[PurePosixPath, ...]], ...] = ()
 
     @property
     def home(self) -> Path:
@@ -198,21 +206,45 @@ class SlotFolders:
         for folder in (*folders.writable, folders.channel):
             folder.mkdir(parents=True)
         root.chmod(0o755)
-        for folder in folders.writable:
+        for folder in (folders.home, folders.kernel):
             os.chown(folder, uid, uid)
             folder.chmod(0o700)
+        for folder in (folders.tmp, folders.shm):
+            folder.chmod(0o1777)
         folders.home.chmod(0o755)  # bwrap changes into it as root without CAP_DAC_OVERRIDE
         folders.channel.chmod(0o711)
         return folders
 
+    def with_mount_points(self, targets: list[str], inside: dict[Path, str]) -> "SlotFolders":
+        """These folders, knowing that the sandbox mounts ``targets`` (absolute paths inside it);
+        ``inside`` maps a writable folder to where it is bound inside the sandbox."""
+        mounted = []
+        for folder, place in inside.items():
+            below = tuple(PurePosixPath(t).relative_to(place) for t in targets
+                          if PurePosixPath(t).is_relative_to(place) and t != place)
+            mounted.append((folder, below))
+        return SlotFolders(self.root, tuple(mounted))
+
     def empty(self) -> None:
-        """Delete everything inside the writable folders (``rmtree`` never follows a link)."""
+        """Delete everything inside the writable folders but the root-owned folders leading to a
+        mount point (``rmtree`` never follows a link)."""
+        keep = dict(self.mounted)
         for folder in self.writable:
-            for entry in list(folder.iterdir()) if folder.is_dir() else []:
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
+            if folder.is_dir():
+                _empty(folder, keep.get(folder, ()))
+
+
+def _empty(folder: Path, keep: tuple[PurePosixPath, ...]) -> None:
+    """Delete what is in ``folder`` except the root-owned folders on the way to the paths ``keep``."""
+    for entry in list(folder.iterdir()):
+        inner = tuple(path.relative_to(entry.name) for path in keep if path.parts[0] == entry.name)
+        info = entry.lstat()
+        if inner and stat.S_ISDIR(info.st_mode) and info.st_uid == 0:
+            _empty(entry, tuple(path for path in inner if path.parts))
+        elif stat.S_ISDIR(info.st_mode):
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def host_pid_children(parent: int) -> list[int]:
@@ -402,6 +434,7 @@ class Zygote:
             _kill_uid(self.uid, spare=None)
         except RuntimeError:
             return False
+        shutil.rmtree(self.folders.root, ignore_errors=True)
         return True
 
 

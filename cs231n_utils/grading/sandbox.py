@@ -390,18 +390,23 @@ def _zygote_for(uid: int, limits: SandboxLimits, assignment: str | None) -> Zygo
         zygote = _worker_zygote = None
     if zygote is None:
         folders = SlotFolders.for_uid(uid)
-        zygote = Zygote(uid, folders, key)
         plan = IsolationPlan(shutil.which("bwrap"), shutil.which("setpriv"), uid, (), limits.max_processes + 1)
-        _seeded_matplotlib_dir(folders.tmp)
-        _chown_tree(folders.tmp, uid)
+        _chown_tree(_seeded_matplotlib_dir(folders.tmp), uid)
         env = sandbox_environment({"MPLBACKEND": INLINE_BACKEND, "MPLCONFIGDIR": "/tmp/matplotlib"})
         limits_json = json.dumps({**limits.rlimits(), **({} if find_cgroup_root() else
                                                          {"RLIMIT_NPROC": limits.max_processes + 1})})
 
+        def sandboxed(program: list[str]) -> list[str]:
+            return bwrap_command(plan, folders.home, folders.kernel, [(str(folders.channel), SANDBOX_CHANNEL_DIR)],
+                                 env, program, assignment=assignment, tmp=folders.tmp, shm=folders.shm)
+
+        inside = {folders.tmp: "/tmp", folders.shm: "/dev/shm", folders.home: SANDBOX_HOME,
+                  folders.kernel: str(folders.kernel)}
+        folders = folders.with_mount_points(mount_targets(sandboxed([])), inside)
+        zygote = Zygote(uid, folders, key)
+
         def command(fd: int, program: list[str]) -> list[str]:
-            sandboxed = bwrap_command(plan, folders.home, folders.kernel, [(str(folders.channel), SANDBOX_CHANNEL_DIR)],
-                                      env, program, assignment=assignment, tmp=folders.tmp, shm=folders.shm)
-            return [sys.executable, "-I", "-S", "-c", _LAUNCHER, limits_json, *sandboxed]
+            return [sys.executable, "-I", "-S", "-c", _LAUNCHER, limits_json, *sandboxed(program)]
 
         zygote.start(command, {"PATH": env["PATH"]}, preload_for(assignment))
         _worker_zygote = zygote
@@ -432,6 +437,17 @@ def _system_mounts() -> list[str]:
 
 _MOUNT_OPTIONS = {"--bind": 2, "--ro-bind": 2, "--bind-try": 2, "--ro-bind-try": 2, "--dir": 1,
                   "--tmpfs": 1, "--symlink": 2}
+
+
+def mount_targets(arguments: list[str]) -> list[str]:
+    """The places inside the sandbox that a bwrap command line mounts or makes (up to ``--``)."""
+    targets, index = [], 0
+    while index < len(arguments) and arguments[index] != "--":
+        width = _MOUNT_OPTIONS.get(arguments[index], 0)
+        if width:
+            targets.append(arguments[index + width])
+        index += width + 1
+    return targets
 
 
 def _with_parent_dirs(mounts: list[str]) -> list[str]:
