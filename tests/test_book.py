@@ -407,9 +407,13 @@ def axe_script() -> Path:
     return script
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium: Path) -> Iterator[object]:
-    """A headless Chromium driven by playwright (never ``playwright install``: no network)."""
+    """A headless Chromium driven by playwright (never ``playwright install``: no network).
+
+    Module scope: while playwright's sync API is open, its event loop runs in this thread, and a
+    later test file on the same pytest-xdist worker could neither ``asyncio.run`` nor start
+    playwright itself."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
