@@ -21,6 +21,7 @@ import pytest
 from cs231n_utils.grading import demo_course as dc
 from cs231n_utils.grading.gradebook import load_results
 from cs231n_utils.grading.sandbox import UID_BASE_VARIABLE, isolation_problem, processes_of_uid
+from tests.test_adversarial_sandbox import _probe
 
 PROBLEM = isolation_problem()
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning"),
@@ -45,17 +46,11 @@ PLANTER = (
     "    if os.fork() == 0:\n"
     "        time.sleep(300)\n"
     "    os._exit(0)\n"
-    "zygote, got = os.getppid(), []\n"
-    "for label, attempt in [('zygote memory', lambda: open(f'/proc/{zygote}/mem', 'rb').read(1)),\n"
-    "                       ('zygote environ', lambda: open(f'/proc/{zygote}/environ', 'rb').read()),\n"
-    "                       ('zygote fds', lambda: os.listdir(f'/proc/{zygote}/fd')),\n"
-    "                       ('ptrace', lambda: libc.ptrace(16, zygote, 0, 0) == 0)]:\n"
-    "    try:\n"
-    "        if attempt():\n"
-    "            got.append(label)\n"
-    "    except Exception:\n"
-    "        pass\n"
-    "print('GOT', got)\n"
+    "zygote = os.getppid()\n"
+    + _probe("[('zygote memory', lambda: open(f'/proc/{zygote}/mem', 'rb').read(1)),"
+             " ('zygote environ', lambda: open(f'/proc/{zygote}/environ', 'rb').read()),"
+             " ('zygote fds', lambda: os.listdir(f'/proc/{zygote}/fd')),"
+             " ('ptrace', lambda: libc.ptrace(16, zygote, 0, 0) == 0)]")
 )
 LOOKER = (
     "import ctypes, os\n" + PARENT +

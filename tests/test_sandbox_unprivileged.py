@@ -20,6 +20,7 @@ import pytest
 
 from cs231n_utils.grading import demo_course as dc
 from cs231n_utils.grading.gradebook import load_results
+from tests.test_adversarial_sandbox import _probe
 
 NOBODY = 65534
 REPO = Path(__file__).resolve().parent.parent
@@ -42,19 +43,10 @@ def _unprivileged_problem(tmp: Path) -> str | None:
     return None
 
 
-PROBE = (
-    "import os\n"
-    "got = []\n"
-    "for label, attempt in [('gradebook', lambda: open({gradebook!r}, 'rb').read()),\n"
-    "                       ('course', lambda: os.listdir({course!r})),\n"
-    "                       ('grader processes', lambda: [p for p in os.listdir('/proc') if p.isdigit() and int(p) > 2\n"
-    "                                                     and 'cs231n_utils.grading' in open(f'/proc/{{p}}/cmdline').read()])]:\n"
-    "    try:\n"
-    "        if attempt():\n"
-    "            got.append(label)\n"
-    "    except Exception:\n"
-    "        pass\n"
-    "print('GOT', got)\n"
+PROBE = _probe(
+    "[('gradebook', lambda: open({gradebook!r}, 'rb').read()), ('course', lambda: os.listdir({course!r})),"
+    " ('grader processes', lambda: [p for p in os.listdir('/proc') if p.isdigit() and int(p) > 2"
+    " and 'cs231n_utils.grading' in open(f'/proc/{{p}}/cmdline').read()])]"
 )
 
 
