@@ -319,7 +319,12 @@ class JobSandbox:
         return self
 
     def _prewarmed(self) -> bool:
-        return self.limits.prewarm and not self.limits.kernel_prefix and threading.current_thread() is threading.main_thread()
+        """Whether this job's kernel is forked from the worker's zygote: asked for, no kernel prefix,
+        the worker's main thread (the zygote must outlive the thread that starts it) and the tools
+        the sweep needs (util-linux's ``nsenter`` and ``ipcrm``)."""
+        return (self.limits.prewarm and not self.limits.kernel_prefix
+                and threading.current_thread() is threading.main_thread()
+                and all(shutil.which(tool) for tool in ("nsenter", "ipcrm")))
 
     def kernel_config(self) -> dict[str, dict[str, str]]:
         """traitlets config for :class:`SandboxedKernelManager` and :class:`SandboxedExecute`."""
