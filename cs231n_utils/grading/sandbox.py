@@ -28,6 +28,11 @@ On Linux, by default (:attr:`SandboxLimits.isolate`), the kernel runs under bubb
   and uid when the job ends, and a watchdog kills the kernel when the submission's wall-clock
   budget is spent.
 
+With :attr:`SandboxLimits.prewarm` (the default; root only) the sandbox is made once per worker
+and its kernels are forks of a pre-warmed zygote (:mod:`~cs231n_utils.grading.prewarm`): the
+same namespaces, mounts, uid and limits, with ``/tmp``, ``/dev/shm`` and the home on host
+folders of the slot that are emptied, with the IPC namespace, after every job.
+
 ``isolate=False`` (``cs231n-grade autograde --unsafe-no-isolation``) keeps only the
 per-process limits and the scrubbed working directory: the kernel then runs as the grading
 user and can read whatever that user can read.
