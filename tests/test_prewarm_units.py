@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path, PurePosixPath
 
 import pytest
 
 from cs231n_utils.grading.prewarm import SlotFolders
+from cs231n_utils.grading.processes import children_of, is_alive, processes_of_uid
 from cs231n_utils.grading.sandbox import mount_targets
 
 STUDENT = 1_970_000_000
@@ -39,3 +43,19 @@ def test_mount_targets_reads_every_mount_and_folder_up_to_the_command():
                  "--ro-bind", "/v", "/tmp/x/.venv", "--setenv", "HOME", "/home", "--tmpfs", "/dev/shm",
                  "--", "python", "--bind", "/not", "/this"]
     assert mount_targets(arguments) == ["/tmp", "/tmp/x", "/tmp/x/.venv", "/dev/shm"]
+
+
+def test_processes_finds_live_processes_by_uid_and_parent_and_not_zombies():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert child.pid in children_of(os.getpid()) and child.pid in processes_of_uid(os.getuid())
+        assert is_alive(child.pid)
+        child.kill()
+        deadline = time.monotonic() + 10
+        while is_alive(child.pid) and time.monotonic() < deadline:  # a zombie until reaped: not alive
+            time.sleep(0.01)
+        assert not is_alive(child.pid) and child.pid not in children_of(os.getpid())
+    finally:
+        child.kill()
+        child.wait()
+    assert not is_alive(child.pid)

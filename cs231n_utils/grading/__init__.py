@@ -4,7 +4,8 @@ Modules, one job each:
 
 - ``course``: open a course directory (``nbgrader_config.py``, paths, gradebook URL)
 - ``collect``: LMS zips / folders -> ``submitted/<student>/<assignment>/``
-- ``sandbox``: resource-limited kernel in an empty temporary directory
+- ``sandbox``: resource-limited kernel in an empty temporary directory; ``prewarm``: its pre-warmed
+  zygote per worker; ``processes``: a slot's processes, found and signalled from ``/proc``
 - ``tamper``: static scan of student cells; ``guard``: pristine state before instructor cells
 - ``job``: autograde one submission in a private throw-away course (runs on workers)
 - ``runner``: a process pool of local workers (``pool``: their fork server), or an existing Dask scheduler

@@ -49,9 +49,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
 from .boundary import grader_cache_dir
+from .processes import children_of, is_alive, kill_uid, processes_of_uid
 
-__all__ = ["PRELOAD", "PRELOAD_BY_ASSIGNMENT", "SlotFolders", "Zygote", "ZygoteKernel", "host_pid_children",
-           "preload_for"]
+__all__ = ["PRELOAD", "PRELOAD_BY_ASSIGNMENT", "SlotFolders", "Zygote", "ZygoteKernel", "preload_for"]
 
 PRELOAD = (
     "numpy",
@@ -247,32 +247,6 @@ def _empty(folder: Path, keep: tuple[PurePosixPath, ...]) -> None:
             entry.unlink(missing_ok=True)
 
 
-def host_pid_children(parent: int) -> list[int]:
-    """Host process ids whose parent is ``parent`` (from ``/proc``)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/status") as status:
-                for line in status:
-                    if line.startswith("PPid:"):
-                        if int(line.split()[1]) == parent:
-                            found.append(int(entry))
-                        break
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            return not any(line.startswith("State:") and line.split()[1] in ("Z", "X") for line in status)
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
 class ZygoteKernel:
     """The ``Popen``-like handle of a forked kernel that jupyter_client's provisioner holds."""
 
@@ -287,7 +261,7 @@ class ZygoteKernel:
             code = self._zygote.exit_status(timeout_s=0.0)
             if code is not None:
                 self.returncode = code
-            elif not _alive(self.pid):  # the zygote is gone and cannot tell: the kernel died
+            elif not is_alive(self.pid):  # the zygote is gone and cannot tell: the kernel died
                 self.returncode = -signal.SIGKILL
         return self.returncode
 
@@ -349,8 +323,6 @@ class Zygote:
         if hello is None or not hello.get("ready"):
             raise RuntimeError(f"the zygote did not start within {START_TIMEOUT_S:g} s")
         self.preload_failures = list(hello.get("failed", []))
-        from .sandbox import processes_of_uid
-
         candidates = list(processes_of_uid(self.uid))
         if len(candidates) != 1:
             raise RuntimeError(f"expected the zygote alone under uid {self.uid}, found {len(candidates)} processes")
@@ -379,7 +351,7 @@ class Zygote:
 
     def alive(self) -> bool:
         return (self._process is not None and self._process.poll() is None and self.pid is not None
-                and _alive(self.pid))
+                and is_alive(self.pid))
 
     def fork_kernel(self, args: list[str], env: dict[str, str], cwd: str, cgroup_procs: tuple[str, ...]) -> ZygoteKernel:
         """Fork a kernel running ``ipykernel_launcher args`` with exactly ``env``, in ``cwd``
@@ -390,7 +362,7 @@ class Zygote:
             self._send({"op": "fork", "args": args, "env": env, "cwd": cwd})
             while "forked" not in (self._receive(START_TIMEOUT_S) or {"forked": None}):
                 pass  # the exit report of an earlier kernel nobody asked for
-            children = host_pid_children(self.pid)
+            children = children_of(self.pid)
             if len(children) != 1:
                 self._send({"op": "abort"})
                 raise RuntimeError(f"the zygote should have one child, found {len(children)}")
@@ -415,7 +387,7 @@ class Zygote:
     def sweep(self) -> int:
         """Kill every process of the slot's uid but the zygote, empty the slot's folders and the
         IPC namespace; return how many processes were killed."""
-        killed = _kill_uid(self.uid, spare=self.pid)
+        killed = kill_uid(self.uid, spare=self.pid, timeout_s=KILL_TIMEOUT_S)
         if self.alive():
             subprocess.run(["nsenter", f"--ipc=/proc/{self.pid}/ns/ipc", "ipcrm", "--all"],
                            capture_output=True, check=False)
@@ -431,22 +403,8 @@ class Zygote:
             self._process.kill()
             self._process.wait()
         try:
-            _kill_uid(self.uid, spare=None)
+            kill_uid(self.uid, timeout_s=KILL_TIMEOUT_S)
         except RuntimeError:
             return False
         shutil.rmtree(self.folders.root, ignore_errors=True)
         return True
-
-
-def _kill_uid(uid: int, spare: int | None, timeout_s: float = KILL_TIMEOUT_S) -> int:
-    """SIGKILL every process of ``uid`` but ``spare`` until none is left; return the most seen at once."""
-    from .sandbox import processes_of_uid, signal_uid
-
-    deadline = time.monotonic() + timeout_s
-    most = 0
-    while others := processes_of_uid(uid) - {spare}:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{len(others)} process(es) of uid {uid} survive SIGKILL")
-        most = max(most, signal_uid(uid, signal.SIGKILL, spare=spare))
-        time.sleep(0.01)
-    return most

@@ -41,8 +41,8 @@ from __future__ import annotations
 
 import atexit
 import functools
-import multiprocessing.util
 import json
+import multiprocessing.util
 import os
 import shutil
 import signal
@@ -64,6 +64,7 @@ from ..validation import check_positive
 from .boundary import student_view_mounts
 from .cgroups import JobCgroup, find_cgroup_root
 from .prewarm import INLINE_BACKEND, SlotFolders, Zygote, preload_for
+from .processes import kill_uid, processes_of_uid, signal_uid
 
 # Runs in a bare interpreter (-I -S) as the grader: join the job's cgroups, set the limits,
 # then become the sandbox (or the kernel).
@@ -78,6 +79,11 @@ for name, value in limits.items():
     resource.setrlimit(which, (value, value))
 os.execvp(sys.argv[2], sys.argv[2:])
 """
+
+
+def _launched(limits_json: str, command: list[str]) -> list[str]:
+    """``command`` started by :data:`_LAUNCHER` with the cgroups and rlimits of ``limits_json``."""
+    return [sys.executable, "-I", "-S", "-c", _LAUNCHER, limits_json, *command]
 
 _SCRUBBED_PREFIXES = ("NBGRADER_", "JUPYTER_", "DASK_", "PYTEST_")
 _SINGLE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -195,33 +201,6 @@ class IsolationPlan:
         data = json.loads(text)
         data["cgroup_procs"] = tuple(data["cgroup_procs"])
         return cls(**data)
-
-
-def processes_of_uid(uid: int) -> set[int]:
-    """Live (not zombie) process ids whose real uid is ``uid`` (from ``/proc``)."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/status") as status:
-                fields = dict(line.split(":", 1) for line in status if ":" in line)
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        if int(fields.get("Uid", "-1 ").split()[0]) == uid and not fields.get("State", "").strip().startswith("Z"):
-            found.add(int(entry))
-    return found
-
-
-def signal_uid(uid: int, signum: int, *, spare: int | None = None) -> int:
-    """Send ``signum`` to every process of ``uid`` but ``spare``; return how many there were."""
-    pids = processes_of_uid(uid) - {spare}
-    for pid in pids:
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-    return len(pids)
 
 
 def kill_plan(plan: IsolationPlan | None) -> None:
@@ -351,11 +330,10 @@ class JobSandbox:
             self.faults.append(f"{len(left)} process(es) still running after the kernel stopped were killed")
         if self.cgroup is not None:
             self.cgroup.kill_all()  # atomic (cgroup.kill): a fork bomb cannot outrun it
-        for _ in range(100):
-            kill_plan(self.plan)
-            if not processes_of_uid(self.plan.uid) - {spare}:
-                break
-            time.sleep(0.02)
+        try:
+            kill_uid(self.plan.uid, spare=spare, timeout_s=2.0)
+        except RuntimeError:
+            pass  # the zygote's sweep, or the next job's claim of the slot, kills them again
 
     def __exit__(self, *exc: object) -> None:
         try:
@@ -416,7 +394,7 @@ def _zygote_for(uid: int, limits: SandboxLimits, assignment: str | None) -> Zygo
         zygote = Zygote(uid, folders, key)
 
         def command(fd: int, program: list[str]) -> list[str]:
-            return [sys.executable, "-I", "-S", "-c", _LAUNCHER, limits_json, *sandboxed(program)]
+            return _launched(limits_json, sandboxed(program))
 
         zygote.start(command, {"PATH": env["PATH"]}, preload_for(assignment))
         _worker_zygote = zygote
@@ -607,7 +585,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         prefix = json.loads(self.kernel_prefix_json)
         if self.plan is not None:  # wrapped in the sandbox at launch, once the run folder is known
             return [*prefix, *command]
-        return [sys.executable, "-I", "-S", "-c", _LAUNCHER, self.limits_json, *prefix, *command]
+        return _launched(self.limits_json, [*prefix, *command])
 
     def _zygote(self) -> Zygote | None:
         """This worker's zygote, if the job's plan forks its kernel from it and the kernel needs no
@@ -669,9 +647,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         limits = {**json.loads(self.limits_json), "cgroup.procs": list(plan.cgroup_procs)}
         if plan.uid is not None and not plan.cgroup_procs:
             limits["RLIMIT_NPROC"] = plan.max_processes  # the fallback: per-slot uid, no cgroup
-        return [sys.executable, "-I", "-S", "-c", _LAUNCHER, json.dumps(limits),
-                *bwrap_command(plan, run_dir, self._kernel_dir, binds, env, kernel_cmd,
-                               assignment=self.assignment or None)]
+        return _launched(json.dumps(limits), bwrap_command(plan, run_dir, self._kernel_dir, binds, env, kernel_cmd,
+                                                           assignment=self.assignment or None))
 
     def _forked_from_zygote(self, plan: IsolationPlan | None, kernel_cmd: list[str], run_dir: Path) -> bool:
         """Start the kernel as a fork of the slot's zygote if there is one that can serve it;
