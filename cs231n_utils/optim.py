@@ -11,15 +11,16 @@ whose state arrays (``velocity``, ``cache``, ``m``, ``v``) are updated in place 
 config: pass it back in on the next step. Bad input raises ``ValueError`` naming the argument.
 
 A NaN or infinity in ``w`` or ``dw`` is caught in the same pass that computes the update (see
-:func:`_update_blocks`): every such input makes the new weights non-finite, and a check of each
-block of new weights while it is in the cache (one dot product of the block with itself) cost
-2.2-4.3 % of a 10M-element float32 Adam step and 3.9-7.7 % of an SGD-with-momentum step (eight
-runs on the course's shared 2-core machine, ``benchmarks/optim_step.py`` and the same rules with
-the check swapped in one round robin), where the earlier dot product with zeros cost 3.6-6.7 % and
-8.9-10.6 %, and separate ``np.isfinite`` checks of both inputs 23-26 % and 37-56 %. Checking two
-or four blocks at once cost more (the older block has left the cache), and so did ``np.einsum``.
-The price: when that ``ValueError`` is raised, the state arrays of ``config`` may already be
-partly updated, so discard that config (the weights ``w`` are never modified).
+:func:`_update_blocks`): every such input makes the new weights non-finite, so each block of new
+weights is checked while it is still in the cache, with one dot product of the block with itself.
+That check reads every new weight once more. On a 10M-element float32 step it cost 2.6-3.3 % of
+Adam and 6.4-6.5 % of SGD with momentum (``benchmarks/optim_step.py --threads 2`` on the course's
+shared 2-core machine, as the step with the check minus the step without it and as the time
+clocked inside the check), where separate ``np.isfinite`` checks of both inputs cost 22 % and 49 %.
+SGD with momentum does so little arithmetic per weight that one more read from the cache is more
+than 5 % of its step. The price: when that ``ValueError`` is raised, the state arrays of
+``config`` may already be partly updated, so discard that config (the weights ``w`` are never
+modified).
 
 Each rule writes its textbook formula once, and applies it to blocks of ``BLOCK_SIZE`` elements
 at a time (:func:`_blocks`): the intermediate arrays of a block stay in the CPU cache instead of
@@ -87,8 +88,16 @@ def _prepare(
     return w, dw, config
 
 
-BLOCK_SIZE = 1 << 16
-"""Elements per block: a block of every operand and its temporaries fit in the CPU's cache."""
+BLOCK_SIZE = 1 << 15
+"""Elements per block: a block of every operand and its temporaries fit in the CPU's cache.
+
+Chosen by measurement on the course's shared 2-core machine (10M elements, one round robin): with
+:math:`2^{15}` a float32 Adam step took 53 ms, against 55 ms with :math:`2^{14}` and 88 ms with
+:math:`2^{16}` (SGD 17.6, 20.7 and 32.2 ms; float64 Adam 117, 119 and 159 ms). The slow
+:math:`2^{16}` case is the allocator's: with glibc's ``MALLOC_MMAP_THRESHOLD_`` and
+``MALLOC_TRIM_THRESHOLD_`` raised to 1 GB, :math:`2^{16}` was as fast as :math:`2^{15}`, so the
+time went into handing each block's temporaries back to the operating system and faulting them in
+again."""
 
 
 def _blocks(*arrays: np.ndarray) -> Iterator[tuple[np.ndarray, ...]]:
