@@ -8,8 +8,8 @@ For each layout and rule (Adam, SGD with momentum) the script makes one ``torch.
 optimizer and, per option set in :data:`VARIANTS`, one of ours built with
 ``cs231n_utils.fused_kernels.INDUCTOR_OPTIONS[device]`` set to that option set. Every optimizer
 steps the same parameters; the first step of each of ours compiles (its time is printed apart).
-Then all of them are timed round-robin (one step of each per repeat, the device synchronised
-after each step) and the table gives the median milliseconds, the ratio to torch's fused step and
+Then all of them are timed round-robin (per repeat one burst of steps of each, 10 in a row
+on CUDA then a synchronisation, as in benchmarks/optim_step.py) and the table gives the median milliseconds, the ratio to torch's fused step and
 the bandwidth (Adam moves 7 floats per parameter, SGD with momentum 5). A variant that fails to
 compile or to run prints its error and is left out; the others go on. Before the timings, each
 variant's weights after a few steps on four small tensors are compared with ``torch.optim``'s.
@@ -31,7 +31,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from optim_step import FLOATS_PER_PARAM, RULES, Layout, Step, make_params, synchronizer, time_round_robin  # noqa: E402
+from optim_step import (  # noqa: E402
+    CUDA_BURST,
+    FLOATS_PER_PARAM,
+    IN_PLACE,
+    RULES,
+    Layout,
+    Step,
+    make_params,
+    synchronizer,
+    time_round_robin,
+    yardstick_steps,
+)
 
 from cs231n_utils import fused_kernels  # noqa: E402
 
@@ -40,6 +51,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "combo_kernels": {"size_asserts": False, "combo_kernels": True},
     "cudagraphs": {"size_asserts": False, "triton.cudagraphs": True},
     "combo+cudagraphs": {"size_asserts": False, "combo_kernels": True, "triton.cudagraphs": True},
+    "combo+coordinate_descent": {"size_asserts": False, "combo_kernels": True, "coordinate_descent_tuning": True},
 }
 """Candidate Inductor option sets for ``INDUCTOR_OPTIONS``, by name."""
 
@@ -133,12 +145,18 @@ def check_against_torch(rule: str, device: torch.device, variants: Sequence[str]
 
 
 def table(rule: str, layout: Layout, seconds: dict[str, float], itemsize: int) -> list[str]:
-    """Rows of milliseconds, ratio to torch's fused step and bandwidth for every candidate."""
+    """Rows of milliseconds, ratio to torch's fused step, bandwidth, and bandwidth as a share of the
+    in-place yardstick ``a += s c`` on as many elements, timed in the same round robin."""
+    in_place = 3 * layout.numel * itemsize / seconds.pop(IN_PLACE)
     moved = FLOATS_PER_PARAM[rule] * layout.numel * itemsize
-    lines = [f"{rule}, {layout}", f"{'candidate':<26}{'ms/step':>10}{'÷ torch fused':>15}{'GB/s':>9}"]
+    lines = [
+        f"{rule}, {layout} (in-place yardstick {in_place / 1e9:.1f} GB/s)",
+        f"{'candidate':<28}{'ms/step':>10}{'÷ torch fused':>15}{'GB/s':>9}{'% in-pl.':>10}",
+    ]
     for name, value in seconds.items():
         ratio = f"{value / seconds[TORCH_FUSED]:>15.2f}" if TORCH_FUSED in seconds else f"{'-':>15}"
-        lines.append(f"{name:<26}{value * 1e3:>10.3f}{ratio}{moved / value / 1e9:>9.1f}")
+        bandwidth = moved / value
+        lines.append(f"{name:<28}{value * 1e3:>10.3f}{ratio}{bandwidth / 1e9:>9.1f}{100 * bandwidth / in_place:>9.0f}%")
     return lines
 
 
@@ -146,9 +164,10 @@ def run_one(rule: str, layout: Layout, device: torch.device, args: argparse.Name
     """Print the table of one rule on one layout; an error in the timing is printed, not raised."""
     params = make_params(layout, device, torch.float32)
     steps, notes = candidate_steps(rule, params, device, args.variant)
+    steps[IN_PLACE] = yardstick_steps(layout.numel, device, torch.float32)[IN_PLACE]
     print("\n".join(notes))
     try:
-        seconds = time_round_robin(steps, args.repeats, args.warmup, synchronizer(device))
+        seconds = time_round_robin(steps, args.repeats, args.warmup, synchronizer(device), args.burst)
     except Exception as error:  # noqa: BLE001 - the next layout or rule still runs
         print(f"timing {rule} on {layout} FAILED: {type(error).__name__}: {error}")
         return
@@ -170,6 +189,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=20, help="timed steps per candidate, median reported")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per candidate first")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument(
+        "--burst", type=int, default=None,
+        help=f"steps in a row per timed sample (default 1 on cpu, {CUDA_BURST} on cuda; see optim_step.time_round_robin)",
+    )
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type not in DEFAULT_LAYOUTS:
@@ -177,8 +200,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.layout = args.layout or [Layout.parse(text) for text in DEFAULT_LAYOUTS[device.type]]
     args.rule = args.rule or list(DEFAULT_RULES)
     args.variant = args.variant or list(VARIANTS)
-    if args.repeats < 1 or args.warmup < 0:
-        parser.error("--repeats must be >= 1 and --warmup >= 0")
+    if args.burst is None:
+        args.burst = 1 if device.type == "cpu" else CUDA_BURST
+    if args.repeats < 1 or args.warmup < 0 or args.burst < 1:
+        parser.error("--repeats and --burst must be >= 1 and --warmup >= 0")
     return args
 
 

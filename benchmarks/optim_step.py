@@ -7,7 +7,10 @@
 
 Every number comes from this run. The candidates are timed round-robin (one step of each, then the
 next repeat), so that a change in the machine's load hits all of them alike; each time is the
-median over the repeats, after warm-up steps (the first step of a fused optimizer compiles; its
+median over the repeats, after warm-up steps. On CUDA each repeat times a burst of 10 steps in a
+row before synchronising (--burst), so the host queues a step while the previous one runs, as in a
+training loop; a single synchronised step would also count the host's launch latency, during
+which the GPU idles (the first step of a fused optimizer compiles; its
 time is printed apart and never enters a median). The bandwidth column counts the floats a step
 must move at least (Adam and AdamW: read w, g, m, v and write w, m, v = 7 per parameter; SGD with
 momentum: 5) and compares it with two yardsticks timed in the same round-robin: a STREAM triad
@@ -18,8 +21,9 @@ fused step at most 1.2x torch's fused step (1.5x for layouts of small tensors, w
 overhead dominates).
 The NumPy part compares the rules of cs231n_utils.optim (one new array per step, with input
 checks) with the naive textbook form of the same formulas (a fresh array for every intermediate),
-and times the input checks: the in-pass check of the new weights (the step with it minus the step
-without it) and the old separate np.isfinite checks of w and dw that it replaced.
+and times the input checks: the in-pass check of the new weights, both as the step with it minus
+the step without it and clocked inside the step, and the old separate np.isfinite checks of w and
+dw that it replaced.
 """
 from __future__ import annotations
 
@@ -49,6 +53,7 @@ RULES = {  # name: (torch.optim class, ours, keyword arguments both take)
 }
 TORCH_BASELINES = ("torch foreach=False", "torch foreach=True", "torch fused")
 TRIAD, IN_PLACE = "STREAM triad", "in-place a += s*c"
+CUDA_BURST = 10  # steps per timed sample on a GPU (see time_round_robin)
 SMALL_TENSOR_NUMEL = 10_000  # below this mean size a layout counts as "small tensors" (overhead-bound)
 
 
@@ -112,8 +117,17 @@ QUICK_DEFAULTS = {
 }
 
 
-def time_round_robin(steps: dict[str, Step], repeats: int, warmup: int, sync: Callable[[], None]) -> dict[str, float]:
-    """Median seconds per call of each step, timed one after another in every repeat."""
+def time_round_robin(
+    steps: dict[str, Step], repeats: int, warmup: int, sync: Callable[[], None], burst: int = 1
+) -> dict[str, float]:
+    """Median seconds per call of each step, timed one after another in every repeat.
+
+    Each sample is ``burst`` calls in a row and one synchronisation, divided by ``burst``. On a GPU,
+    where a call only queues kernels, a burst lets the host queue a step while the previous one
+    runs, as in a training loop: the sample is the device time per step when the host keeps ahead,
+    and the host's time per step when it cannot. With ``burst=1`` every sample also holds the host's
+    launch latency, which the device spends idle.
+    """
     for step in steps.values():
         for _ in range(warmup):
             step()
@@ -122,9 +136,10 @@ def time_round_robin(steps: dict[str, Step], repeats: int, warmup: int, sync: Ca
     for _ in range(repeats):
         for name, step in steps.items():
             start = time.perf_counter()
-            step()
+            for _ in range(burst):
+                step()
             sync()
-            times[name].append(time.perf_counter() - start)
+            times[name].append((time.perf_counter() - start) / burst)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -250,13 +265,32 @@ def numpy_steps(rule: str, numel: int, dtype: np.dtype) -> dict[str, Step]:
             s["t"] += 1
             _, s["m"], s["v"] = naive_adam(w, dw, s["m"], s["v"], s["t"], lr, beta1, beta2, eps)
 
-    unchecked_config = dict(config)
+    unchecked_config, timed_config = dict(config), dict(config)
 
     def unchecked() -> None:
         """The same rule with its in-pass finiteness check switched off."""
         numpy_rules.maybe_non_finite = lambda flat: False
         try:
             reference(w, dw, unchecked_config)
+        finally:
+            numpy_rules.maybe_non_finite = maybe_non_finite
+
+    def timed_check() -> None:
+        """The same rule with a clock around every call of its check; appends the check's share of the step."""
+        spent = 0.0
+
+        def timed(flat: np.ndarray) -> bool:
+            nonlocal spent
+            start = time.perf_counter()
+            found = maybe_non_finite(flat)
+            spent += time.perf_counter() - start
+            return found
+
+        numpy_rules.maybe_non_finite = timed
+        try:
+            start = time.perf_counter()
+            reference(w, dw, timed_config)
+            CHECK_SHARES[rule].append(spent / (time.perf_counter() - start))
         finally:
             numpy_rules.maybe_non_finite = maybe_non_finite
 
@@ -268,24 +302,35 @@ def numpy_steps(rule: str, numel: int, dtype: np.dtype) -> dict[str, Step]:
         "naive textbook": naive,
         "cs231n_utils.optim": lambda: reference(w, dw, config),
         UNCHECKED: unchecked,
+        TIMED_CHECK: timed_check,
         OLD_CHECKS: old_checks,
     }
 
 
 NUMPY_RULES = ("Adam", "SGD-momentum")
-UNCHECKED, OLD_CHECKS = "no finiteness check", "old isfinite checks"
+UNCHECKED, TIMED_CHECK, OLD_CHECKS = "no finiteness check", "check clocked", "old isfinite checks"
+CHECK_SHARES: dict[str, list[float]] = {rule: [] for rule in NUMPY_RULES}
+"""Per rule, the share of each step of the ``check clocked`` form spent inside the check."""
 
 
-def numpy_table(rule: str, numel: int, seconds: dict[str, float]) -> list[str]:
-    """Times of the rule's forms, and the cost of its finiteness check (the step with it minus the
-    step without it) next to the old separate ``np.isfinite`` checks, as a share of the step."""
+def numpy_table(rule: str, numel: int, seconds: dict[str, float], repeats: int) -> list[str]:
+    """Times of the rule's forms, and the cost of its finiteness check as a share of the step, two
+    ways: the step with it minus the step without it (medians of a noisy machine, so this difference
+    scatters), and the time inside the check clocked on every call (median share of the last
+    ``repeats`` steps; it leaves out what the check costs later operations, and holds the clock's
+    own cost, about 0.1 us a call); then the old separate ``np.isfinite`` checks of w and dw."""
     unchecked, old_checks = seconds.pop(UNCHECKED), seconds.pop(OLD_CHECKS)
+    seconds.pop(TIMED_CHECK)
     lines = [f"NumPy {rule}, {numel:,} float32 params", f"{'form':<22}{'ms/step':>9}{'speed-up vs naive':>19}"]
     for name, value in seconds.items():
         lines.append(f"{name:<22}{value * 1e3:>9.2f}{seconds['naive textbook'] / value:>18.2f}x")
     step = seconds["cs231n_utils.optim"]
-    for name, value in (("in-pass check", step - unchecked), (OLD_CHECKS, old_checks)):
+    clocked = statistics.median(CHECK_SHARES[rule][-repeats:])
+    for name, value in (("check: with - without", step - unchecked), ("check: clocked inside", clocked * step)):
         lines.append(f"{name:<22}{value * 1e3:>9.2f}{100 * value / step:>18.1f}% of the cs231n_utils.optim step")
+    lines.append(f"{OLD_CHECKS:<22}{old_checks * 1e3:>9.2f}{100 * old_checks / step:>18.1f}% of the cs231n_utils.optim step")
+    verdicts = ["met" if share <= 0.05 else "missed" for share in ((step - unchecked) / step, clocked)]
+    lines.append(f"target: check <= 5 % of the step: {verdicts[0]} (with - without), {verdicts[1]} (clocked inside)")
     return lines
 
 
@@ -306,6 +351,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--numpy-numel", type=int, help="array size for the NumPy rules (default 10M; quick 100k)")
+    parser.add_argument(
+        "--burst", type=int,
+        help=f"steps in a row per timed sample, one synchronisation after them (default 1 on cpu, {CUDA_BURST} on cuda, "
+        "where the host then queues a step while the previous one runs; 1 adds the launch latency to every step)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, few repeats")
     args = parser.parse_args(argv)
     defaults = QUICK_DEFAULTS if args.quick else FULL_DEFAULTS
@@ -317,6 +367,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--repeats and --numpy-numel must be >= 1, --warmup >= 0")
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be >= 1")
+    if args.burst is not None and args.burst < 1:
+        parser.error("--burst must be >= 1")
     return args
 
 
@@ -336,14 +388,16 @@ def run(args: argparse.Namespace) -> None:
     device, dtype = torch.device(args.device), torch.float32
     sync = synchronizer(device)
     print(f"torch {torch.__version__}, numpy {np.__version__}, device {device}, {torch.get_num_threads()} threads")
-    print(f"float32; median of {args.repeats} round-robin repeats after {args.warmup} warm-up steps; "
+    burst = args.burst if args.burst is not None else (1 if device.type == "cpu" else CUDA_BURST)
+    print(f"float32; median of {args.repeats} round-robin repeats after {args.warmup} warm-up steps, "
+          f"each repeat {burst} step{'s' * (burst > 1)} in a row then a synchronisation; "
           f"the yardsticks run in the same round-robin\n")
     for layout in args.layout:
         params = make_params(layout, device, dtype)
         yardsticks = yardstick_steps(layout.numel, device, dtype)
         for rule in args.rule:
             steps, compile_seconds = torch_optim_steps(rule, params, sync, fused=not args.no_fused)
-            seconds = time_round_robin({**steps, **yardsticks}, args.repeats, args.warmup, sync)
+            seconds = time_round_robin({**steps, **yardsticks}, args.repeats, args.warmup, sync, burst)
             print("\n".join(torch_table(rule, layout, seconds, params[0].element_size())))
             if compile_seconds is not None:
                 print(f"ours fused: first step (compile or cache load) {compile_seconds:.1f} s")
@@ -354,7 +408,7 @@ def run(args: argparse.Namespace) -> None:
     for rule in NUMPY_RULES:
         steps = numpy_steps(rule, args.numpy_numel, np.float32)
         seconds = time_round_robin(steps, args.repeats, args.warmup, lambda: None)
-        print("\n".join(numpy_table(rule, args.numpy_numel, seconds)), end="\n\n")
+        print("\n".join(numpy_table(rule, args.numpy_numel, seconds, args.repeats)), end="\n\n")
 
 
 if __name__ == "__main__":

@@ -428,7 +428,41 @@ def test_benchmark_quick_run_prints_every_table(capsys) -> None:
     for title in ("Adam, 3,000 params in 3 tensors", "AdamW, 2,000 params in 1 tensor", "NumPy Adam"):
         assert title in out
     assert out.count("\nours foreach=True ") == 6 and "ours fused" not in out
-    assert out.count("\ncs231n_utils.optim ") == 2 and out.count("\nin-pass check ") == 2
+    assert out.count("\ncs231n_utils.optim ") == 2 and out.count("\ncheck: clocked inside ") == 2
+    assert out.count("\ncheck: with - without ") == 2 and out.count("\ntarget: check <= 5 % of the step: ") == 2
+    assert "each repeat 1 step in a row" in out  # no bursts on the CPU
+
+
+def test_benchmark_bursts_time_consecutive_calls_and_synchronise_once_per_sample() -> None:
+    bench = load_benchmark()
+    events: list[str] = []
+    clock = iter(range(1000))
+    steps = {"a": lambda: events.append("a"), "b": lambda: events.append("b")}
+    original = bench.time.perf_counter
+    bench.time.perf_counter = lambda: float(next(clock))
+    try:
+        seconds = bench.time_round_robin(steps, repeats=2, warmup=1, sync=lambda: events.append("sync"), burst=3)
+    finally:
+        bench.time.perf_counter = original
+    assert events == ["a", "b", "sync"] + (["a"] * 3 + ["sync"] + ["b"] * 3 + ["sync"]) * 2
+    assert seconds == {"a": pytest.approx(1 / 3), "b": pytest.approx(1 / 3)}  # one clock tick per burst of 3
+
+
+def test_benchmark_clocked_check_share_is_the_time_spent_inside_the_check(monkeypatch) -> None:
+    bench = load_benchmark()
+    slow = bench.maybe_non_finite
+
+    def slow_check(flat):  # a check that takes most of a tiny step
+        bench.time.sleep(0.002)
+        return slow(flat)
+
+    monkeypatch.setattr(numpy_rules, "maybe_non_finite", numpy_rules.maybe_non_finite)  # undone after the test
+    monkeypatch.setattr(bench, "maybe_non_finite", slow_check)
+    monkeypatch.setitem(bench.CHECK_SHARES, "Adam", [])
+    steps = bench.numpy_steps("Adam", 100, np.float32)
+    steps[bench.TIMED_CHECK]()
+    assert 0.5 < bench.CHECK_SHARES["Adam"][-1] <= 1.0
+    assert numpy_rules.maybe_non_finite is bench.maybe_non_finite  # restored after the clocked step
 
 
 def test_benchmark_resnet18_layout_has_torchvisions_62_shapes() -> None:
