@@ -137,7 +137,8 @@ static addresses, and the gradients are copied into the graph's buffers each ste
 step; change an entry before an optimizer's first step to use another set.
 
 CUDA uses ``combo_kernels``, the only set no slower than the default anywhere. Measured on an
-H200 (torch 2.11, Triton 3.6), our step / torch's fused step, Adam then SGD with momentum:
+H200 (torch 2.11, Triton 3.6), one synchronised step at a time, our step / torch's fused step,
+Adam then SGD with momentum:
 
 ================  ===============  ===============
 option set        1 x 100M         ResNet-18 shapes
@@ -149,12 +150,21 @@ combo+cudagraphs  1.27 / 1.33      1.87 / 1.80
 ================  ===============  ===============
 
 CUDA graphs help many small tensors but copy every gradient into the graph, which costs a third
-more time on one large tensor; Inductor's per-step Python overhead on ResNet-18's 62 tensors
-remains (torch's fused Adam: 0.53 ms a step there, ours 1.3 ms). Bandwidth of the Adam step on
-1 x 100M (7 floats per parameter), measured on two H200s: 3147 and 3401 GB/s, against 4137 and
-4100 GB/s for an in-place ``a += s * c`` on the same card (76 % and 83 %; torch's fused Adam 77 %
-and 77 %); adding ``coordinate_descent_tuning`` gave 3488 GB/s (85 %), left out because its
-compile time on many-tensor layouts was not measured.
+more time on one large tensor. ``coordinate_descent_tuning`` on top of ``combo_kernels`` (a later
+H200 run, same versions) was 1-2 % faster on 1 x 100M and on ResNet-18's shapes (-0.4 to 6 % on 62 small tensors), but the first
+step's compile took three times as long (ResNet-18's shapes, Adam: 64 s against 19 s), so it is
+left out.
+
+Bandwidth, H200, 1 x 100M, ``benchmarks/optim_step.py --device cuda`` with bursts of 10 steps
+between synchronisations (as in a training loop, the host queues a step while the previous one
+runs): Adam 3749 GB/s (7 floats per parameter), 88 % of an in-place ``a += s * c`` timed in the
+same round robin (4254 GB/s), where torch's fused Adam reached 79 %; SGD with momentum 93 %
+(torch 84 %). Timed one synchronised step at a time the same kernels gave 68-73 %, because each
+step then also waits for its launch: our step spends 0.21-0.27 ms on the host (Python, Dynamo's
+guards, Inductor's wrapper) against 0.11 ms for torch's, and the GPU idles meanwhile. That host
+time is what limits many tensors: on ResNet-18's 62 shapes our step queues kernels for 0.61 ms
+where torch's fused Adam takes 0.20 ms, and our step is 3.1x (Adam) and 2.2x (SGD with momentum)
+torch's fused step there.
 """
 
 
