@@ -13,12 +13,15 @@ config: pass it back in on the next step. Bad input raises ``ValueError`` naming
 A NaN or infinity in ``w`` or ``dw`` is caught in the same pass that computes the update (see
 :func:`_update_blocks`): every such input makes the new weights non-finite, so each block of new
 weights is checked while it is still in the cache, with one dot product of the block with itself.
-That check reads every new weight once more. On a 10M-element float32 step it cost 2.6-3.3 % of
-Adam and 6.4-6.5 % of SGD with momentum (``benchmarks/optim_step.py --threads 2`` on the course's
-shared 2-core machine, as the step with the check minus the step without it and as the time
-clocked inside the check), where separate ``np.isfinite`` checks of both inputs cost 22 % and 49 %.
-SGD with momentum does so little arithmetic per weight that one more read from the cache is more
-than 5 % of its step. The price: when that ``ValueError`` is raised, the state arrays of
+That check reads every new weight once more, from the cache. On a 10M-element float32 step it
+cost 2.6-3.3 % of Adam, 3.4-4.5 % of RMSProp and AdaGrad, 2.7-4.2 % of Nesterov momentum,
+5.0-6.5 % of SGD with momentum and 6.5-8.6 % of plain SGD (two runs on the course's shared 2-core
+machine, one of them ``benchmarks/optim_step.py --threads 2``; each range spans the step with the
+check minus the step without it and the time clocked inside the check), where separate
+``np.isfinite`` checks of both inputs cost 22 % of Adam and 49 % of SGD with momentum. The two SGD
+rules do so little arithmetic per weight that one more read of each new weight from the cache is
+more than 5 % of their step; no check that reads every element can be much cheaper (see
+:func:`~cs231n_utils.validation.maybe_non_finite`). The price: when that ``ValueError`` is raised, the state arrays of
 ``config`` may already be partly updated, so discard that config (the weights ``w`` are never
 modified).
 
