@@ -8,9 +8,11 @@ For each layout and rule (Adam, SGD with momentum) the script makes one ``torch.
 optimizer and, per option set in :data:`VARIANTS`, one of ours built with
 ``cs231n_utils.fused_kernels.INDUCTOR_OPTIONS[device]`` set to that option set. Every optimizer
 steps the same parameters; the first step of each of ours compiles (its time is printed apart).
-Then all of them are timed round-robin (per repeat one burst of steps of each, 10 in a row
-on CUDA then a synchronisation, as in benchmarks/optim_step.py) and the table gives the median milliseconds, the ratio to torch's fused step and
-the bandwidth (Adam moves 7 floats per parameter, SGD with momentum 5). A variant that fails to
+Then all of them are timed round-robin (per repeat a burst of steps of each, 10 in a row on CUDA,
+then a synchronisation, as in benchmarks/optim_step.py) with an in-place ``a += s c`` on as many
+elements as a bandwidth yardstick, and the table gives the median milliseconds, the ratio to
+torch's fused step, the bandwidth (Adam moves 7 floats per parameter, SGD with momentum 5) and its
+share of the yardstick's. A variant that fails to
 compile or to run prints its error and is left out; the others go on. Before the timings, each
 variant's weights after a few steps on four small tensors are compared with ``torch.optim``'s.
 Choose the set with the best ratios among those that match on the target device and write it into

@@ -7,11 +7,11 @@
 
 Every number comes from this run. The candidates are timed round-robin (one step of each, then the
 next repeat), so that a change in the machine's load hits all of them alike; each time is the
-median over the repeats, after warm-up steps. On CUDA each repeat times a burst of 10 steps in a
-row before synchronising (--burst), so the host queues a step while the previous one runs, as in a
-training loop; a single synchronised step would also count the host's launch latency, during
-which the GPU idles (the first step of a fused optimizer compiles; its
-time is printed apart and never enters a median). The bandwidth column counts the floats a step
+median over the repeats, after warm-up steps (the first step of a fused optimizer compiles; its
+time is printed apart and never enters a median). On CUDA each repeat times a burst of 10 steps in
+a row before synchronising (--burst), so the host queues a step while the previous one runs, as in
+a training loop; a single synchronised step would also count the host's launch latency, during
+which the GPU idles. The bandwidth column counts the floats a step
 must move at least (Adam and AdamW: read w, g, m, v and write w, m, v = 7 per parameter; SGD with
 momentum: 5) and compares it with two yardsticks timed in the same round-robin: a STREAM triad
 (a = b + s c, 3 floats per element, which writes a fresh array) and an in-place update
@@ -241,8 +241,9 @@ def naive_adam(w, dw, m, v, t, lr, beta1, beta2, eps):
     return w - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
 
 
-def numpy_steps(rule: str, numel: int, dtype: np.dtype) -> dict[str, Step]:
-    """One step of each NumPy form of ``rule``, each with its own state, on the same ``w`` and ``dw``."""
+def numpy_steps(rule: str, numel: int, dtype: np.dtype, check_shares: list[float]) -> dict[str, Step]:
+    """One step of each NumPy form of ``rule``, each with its own state, on the same ``w`` and ``dw``;
+    each step of the ``check clocked`` form appends the share of it spent in the check to ``check_shares``."""
     rng = np.random.default_rng(0)
     w = rng.standard_normal(numel).astype(dtype)
     dw = (1e-3 * rng.standard_normal(numel)).astype(dtype)
@@ -290,7 +291,7 @@ def numpy_steps(rule: str, numel: int, dtype: np.dtype) -> dict[str, Step]:
         try:
             start = time.perf_counter()
             reference(w, dw, timed_config)
-            CHECK_SHARES[rule].append(spent / (time.perf_counter() - start))
+            check_shares.append(spent / (time.perf_counter() - start))
         finally:
             numpy_rules.maybe_non_finite = maybe_non_finite
 
@@ -309,15 +310,13 @@ def numpy_steps(rule: str, numel: int, dtype: np.dtype) -> dict[str, Step]:
 
 NUMPY_RULES = ("Adam", "SGD-momentum")
 UNCHECKED, TIMED_CHECK, OLD_CHECKS = "no finiteness check", "check clocked", "old isfinite checks"
-CHECK_SHARES: dict[str, list[float]] = {rule: [] for rule in NUMPY_RULES}
-"""Per rule, the share of each step of the ``check clocked`` form spent inside the check."""
 
 
-def numpy_table(rule: str, numel: int, seconds: dict[str, float], repeats: int) -> list[str]:
+def numpy_table(rule: str, numel: int, seconds: dict[str, float], check_shares: list[float]) -> list[str]:
     """Times of the rule's forms, and the cost of its finiteness check as a share of the step, two
     ways: the step with it minus the step without it (medians of a noisy machine, so this difference
-    scatters), and the time inside the check clocked on every call (median share of the last
-    ``repeats`` steps; it leaves out what the check costs later operations, and holds the clock's
+    scatters), and the time inside the check clocked on every call (the median of
+    ``check_shares``, one share per timed step; it leaves out what the check costs later operations, and holds the clock's
     own cost, about 0.1 us a call); then the old separate ``np.isfinite`` checks of w and dw."""
     unchecked, old_checks = seconds.pop(UNCHECKED), seconds.pop(OLD_CHECKS)
     seconds.pop(TIMED_CHECK)
@@ -325,7 +324,7 @@ def numpy_table(rule: str, numel: int, seconds: dict[str, float], repeats: int) 
     for name, value in seconds.items():
         lines.append(f"{name:<22}{value * 1e3:>9.2f}{seconds['naive textbook'] / value:>18.2f}x")
     step = seconds["cs231n_utils.optim"]
-    clocked = statistics.median(CHECK_SHARES[rule][-repeats:])
+    clocked = statistics.median(check_shares)
     for name, value in (("check: with - without", step - unchecked), ("check: clocked inside", clocked * step)):
         lines.append(f"{name:<22}{value * 1e3:>9.2f}{100 * value / step:>18.1f}% of the cs231n_utils.optim step")
     lines.append(f"{OLD_CHECKS:<22}{old_checks * 1e3:>9.2f}{100 * old_checks / step:>18.1f}% of the cs231n_utils.optim step")
@@ -406,9 +405,11 @@ def run(args: argparse.Namespace) -> None:
     if device.type != "cpu":
         return
     for rule in NUMPY_RULES:
-        steps = numpy_steps(rule, args.numpy_numel, np.float32)
+        check_shares: list[float] = []
+        steps = numpy_steps(rule, args.numpy_numel, np.float32, check_shares)
         seconds = time_round_robin(steps, args.repeats, args.warmup, lambda: None)
-        print("\n".join(numpy_table(rule, args.numpy_numel, seconds, args.repeats)), end="\n\n")
+        timed_shares = check_shares[args.warmup :]  # the warm-up steps come first
+        print("\n".join(numpy_table(rule, args.numpy_numel, seconds, timed_shares)), end="\n\n")
 
 
 if __name__ == "__main__":
