@@ -40,6 +40,7 @@ from optim_step import (  # noqa: E402
     RULES,
     Layout,
     Step,
+    default_burst,
     make_params,
     synchronizer,
     time_round_robin,
@@ -193,7 +194,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument(
         "--burst", type=int, default=None,
-        help=f"steps in a row per timed sample (default 1 on cpu, {CUDA_BURST} on cuda; see optim_step.time_round_robin)",
+        help=f"steps in a row per timed sample (default 1 on cpu, {CUDA_BURST} on cuda; "
+        "see optim_step.time_round_robin)",
     )
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -203,7 +205,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.rule = args.rule or list(DEFAULT_RULES)
     args.variant = args.variant or list(VARIANTS)
     if args.burst is None:
-        args.burst = 1 if device.type == "cpu" else CUDA_BURST
+        args.burst = default_burst(device)
     if args.repeats < 1 or args.warmup < 0 or args.burst < 1:
         parser.error("--repeats and --burst must be >= 1 and --warmup >= 0")
     return args

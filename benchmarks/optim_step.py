@@ -31,7 +31,8 @@ import argparse
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,6 +144,11 @@ def time_round_robin(
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def default_burst(device: torch.device) -> int:
+    """Steps per timed sample: 1 on the CPU (each call runs to completion), CUDA_BURST elsewhere."""
+    return 1 if device.type == "cpu" else CUDA_BURST
+
+
 def synchronizer(device: torch.device) -> Callable[[], None]:
     if device.type == "cuda":
         return lambda: torch.cuda.synchronize(device)
@@ -241,6 +247,16 @@ def naive_adam(w, dw, m, v, t, lr, beta1, beta2, eps):
     return w - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
 
 
+@contextmanager
+def check_replaced_by(check: Callable[[np.ndarray], bool]) -> Iterator[None]:
+    """Run the NumPy rules with ``check`` in place of their in-pass finiteness check, then restore it."""
+    numpy_rules.maybe_non_finite = check
+    try:
+        yield
+    finally:
+        numpy_rules.maybe_non_finite = maybe_non_finite
+
+
 def numpy_steps(rule: str, numel: int, dtype: np.dtype, check_shares: list[float]) -> dict[str, Step]:
     """One step of each NumPy form of ``rule``, each with its own state, on the same ``w`` and ``dw``;
     each step of the ``check clocked`` form appends the share of it spent in the check to ``check_shares``."""
@@ -270,11 +286,8 @@ def numpy_steps(rule: str, numel: int, dtype: np.dtype, check_shares: list[float
 
     def unchecked() -> None:
         """The same rule with its in-pass finiteness check switched off."""
-        numpy_rules.maybe_non_finite = lambda flat: False
-        try:
+        with check_replaced_by(lambda flat: False):
             reference(w, dw, unchecked_config)
-        finally:
-            numpy_rules.maybe_non_finite = maybe_non_finite
 
     def timed_check() -> None:
         """The same rule with a clock around every call of its check; appends the check's share of the step."""
@@ -287,13 +300,10 @@ def numpy_steps(rule: str, numel: int, dtype: np.dtype, check_shares: list[float
             spent += time.perf_counter() - start
             return found
 
-        numpy_rules.maybe_non_finite = timed
-        try:
+        with check_replaced_by(timed):
             start = time.perf_counter()
             reference(w, dw, timed_config)
             check_shares.append(spent / (time.perf_counter() - start))
-        finally:
-            numpy_rules.maybe_non_finite = maybe_non_finite
 
     def old_checks() -> None:
         check_finite(w, "w")
@@ -315,9 +325,9 @@ UNCHECKED, TIMED_CHECK, OLD_CHECKS = "no finiteness check", "check clocked", "ol
 def numpy_table(rule: str, numel: int, seconds: dict[str, float], check_shares: list[float]) -> list[str]:
     """Times of the rule's forms, and the cost of its finiteness check as a share of the step, two
     ways: the step with it minus the step without it (medians of a noisy machine, so this difference
-    scatters), and the time inside the check clocked on every call (the median of
-    ``check_shares``, one share per timed step; it leaves out what the check costs later operations, and holds the clock's
-    own cost, about 0.1 us a call); then the old separate ``np.isfinite`` checks of w and dw."""
+    scatters), and the time inside the check clocked on every call (the median of ``check_shares``,
+    one share per timed step; it leaves out what the check costs later operations, and holds the
+    clock's own cost, about 0.1 us a call); then the old separate ``np.isfinite`` checks of w and dw."""
     unchecked, old_checks = seconds.pop(UNCHECKED), seconds.pop(OLD_CHECKS)
     seconds.pop(TIMED_CHECK)
     lines = [f"NumPy {rule}, {numel:,} float32 params", f"{'form':<22}{'ms/step':>9}{'speed-up vs naive':>19}"]
@@ -325,9 +335,11 @@ def numpy_table(rule: str, numel: int, seconds: dict[str, float], check_shares: 
         lines.append(f"{name:<22}{value * 1e3:>9.2f}{seconds['naive textbook'] / value:>18.2f}x")
     step = seconds["cs231n_utils.optim"]
     clocked = statistics.median(check_shares)
-    for name, value in (("check: with - without", step - unchecked), ("check: clocked inside", clocked * step)):
+    checks = (
+        ("check: with - without", step - unchecked), ("check: clocked inside", clocked * step), (OLD_CHECKS, old_checks)
+    )
+    for name, value in checks:
         lines.append(f"{name:<22}{value * 1e3:>9.2f}{100 * value / step:>18.1f}% of the cs231n_utils.optim step")
-    lines.append(f"{OLD_CHECKS:<22}{old_checks * 1e3:>9.2f}{100 * old_checks / step:>18.1f}% of the cs231n_utils.optim step")
     verdicts = ["met" if share <= 0.05 else "missed" for share in ((step - unchecked) / step, clocked)]
     lines.append(f"target: check <= 5 % of the step: {verdicts[0]} (with - without), {verdicts[1]} (clocked inside)")
     return lines
@@ -352,7 +364,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--numpy-numel", type=int, help="array size for the NumPy rules (default 10M; quick 100k)")
     parser.add_argument(
         "--burst", type=int,
-        help=f"steps in a row per timed sample, one synchronisation after them (default 1 on cpu, {CUDA_BURST} on cuda, "
+        help=f"steps in a row per timed sample, one synchronisation after them (default 1 on cpu, "
+        f"{CUDA_BURST} on cuda, "
         "where the host then queues a step while the previous one runs; 1 adds the launch latency to every step)",
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, few repeats")
@@ -366,7 +379,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--repeats and --numpy-numel must be >= 1, --warmup >= 0")
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be >= 1")
-    if args.burst is not None and args.burst < 1:
+    if args.burst is None:
+        args.burst = default_burst(torch.device(args.device))
+    if args.burst < 1:
         parser.error("--burst must be >= 1")
     return args
 
@@ -387,16 +402,15 @@ def run(args: argparse.Namespace) -> None:
     device, dtype = torch.device(args.device), torch.float32
     sync = synchronizer(device)
     print(f"torch {torch.__version__}, numpy {np.__version__}, device {device}, {torch.get_num_threads()} threads")
-    burst = args.burst if args.burst is not None else (1 if device.type == "cpu" else CUDA_BURST)
     print(f"float32; median of {args.repeats} round-robin repeats after {args.warmup} warm-up steps, "
-          f"each repeat {burst} step{'s' * (burst > 1)} in a row then a synchronisation; "
+          f"each repeat {args.burst} step{'s' * (args.burst > 1)} in a row then a synchronisation; "
           f"the yardsticks run in the same round-robin\n")
     for layout in args.layout:
         params = make_params(layout, device, dtype)
         yardsticks = yardstick_steps(layout.numel, device, dtype)
         for rule in args.rule:
             steps, compile_seconds = torch_optim_steps(rule, params, sync, fused=not args.no_fused)
-            seconds = time_round_robin({**steps, **yardsticks}, args.repeats, args.warmup, sync, burst)
+            seconds = time_round_robin({**steps, **yardsticks}, args.repeats, args.warmup, sync, args.burst)
             print("\n".join(torch_table(rule, layout, seconds, params[0].element_size())))
             if compile_seconds is not None:
                 print(f"ours fused: first step (compile or cache load) {compile_seconds:.1f} s")

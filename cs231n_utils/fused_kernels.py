@@ -151,9 +151,9 @@ combo+cudagraphs  1.27 / 1.33      1.87 / 1.80
 
 CUDA graphs help many small tensors but copy every gradient into the graph, which costs a third
 more time on one large tensor. ``coordinate_descent_tuning`` on top of ``combo_kernels`` (a later
-H200 run, same versions) was 1-2 % faster on 1 x 100M and on ResNet-18's shapes (-0.4 to 6 % on 62 small tensors), but the first
-step's compile took three times as long (ResNet-18's shapes, Adam: 64 s against 19 s), so it is
-left out.
+H200 run, same versions) was 1-2 % faster on 1 x 100M and on ResNet-18's shapes (-0.4 to 6 % on
+62 small tensors), but the first step's compile took three times as long (ResNet-18's shapes,
+Adam: 64 s against 19 s), so it is left out.
 
 Bandwidth, H200, 1 x 100M, ``benchmarks/optim_step.py --device cuda`` with bursts of 10 steps
 between synchronisations (as in a training loop, the host queues a step while the previous one

@@ -21,9 +21,9 @@ check minus the step without it and the time clocked inside the check), where se
 ``np.isfinite`` checks of both inputs cost 22 % of Adam and 49 % of SGD with momentum. The two SGD
 rules do so little arithmetic per weight that one more read of each new weight from the cache is
 more than 5 % of their step; no check that reads every element can be much cheaper (see
-:func:`~cs231n_utils.validation.maybe_non_finite`). The price: when that ``ValueError`` is raised, the state arrays of
-``config`` may already be partly updated, so discard that config (the weights ``w`` are never
-modified).
+:func:`~cs231n_utils.validation.maybe_non_finite`). The price: when that ``ValueError`` is
+raised, the state arrays of ``config`` may already be partly updated, so discard that config (the
+weights ``w`` are never modified).
 
 Each rule writes its textbook formula once, and applies it to blocks of ``BLOCK_SIZE`` elements
 at a time (:func:`_blocks`): the intermediate arrays of a block stay in the CPU cache instead of

@@ -433,17 +433,13 @@ def test_benchmark_quick_run_prints_every_table(capsys) -> None:
     assert "each repeat 1 step in a row" in out  # no bursts on the CPU
 
 
-def test_benchmark_bursts_time_consecutive_calls_and_synchronise_once_per_sample() -> None:
+def test_benchmark_bursts_time_consecutive_calls_and_synchronise_once_per_sample(monkeypatch) -> None:
     bench = load_benchmark()
     events: list[str] = []
     clock = iter(range(1000))
     steps = {"a": lambda: events.append("a"), "b": lambda: events.append("b")}
-    original = bench.time.perf_counter
-    bench.time.perf_counter = lambda: float(next(clock))
-    try:
-        seconds = bench.time_round_robin(steps, repeats=2, warmup=1, sync=lambda: events.append("sync"), burst=3)
-    finally:
-        bench.time.perf_counter = original
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: float(next(clock)))
+    seconds = bench.time_round_robin(steps, repeats=2, warmup=1, sync=lambda: events.append("sync"), burst=3)
     assert events == ["a", "b", "sync"] + (["a"] * 3 + ["sync"] + ["b"] * 3 + ["sync"]) * 2
     assert seconds == {"a": pytest.approx(1 / 3), "b": pytest.approx(1 / 3)}  # one clock tick per burst of 3
 
